@@ -1,0 +1,5 @@
+"""descentlab: optimization strategies for deep-learning training, built on PyTorch."""
+
+__version__ = "0.1.0"
+
+from . import optim  # noqa: E402,F401

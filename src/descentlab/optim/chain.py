@@ -1,0 +1,197 @@
+"""`ChainOptimizer`: a list of transforms wrapped as a ``torch.optim.Optimizer``.
+
+One step, for each param group::
+
+    u = grad                       (negated when group["maximize"])
+    for t in transforms: u = t(u)  (the last one scales by -lr)
+    p += u
+
+Because it is a real ``torch.optim.Optimizer`` with hyperparameters in its param
+groups and tensors in ``state``, it works with ``torch.optim.lr_scheduler``,
+``torch.amp.GradScaler``, ``state_dict()``/``load_state_dict()``, Lightning and
+the Hugging Face Trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .base import Transform, boolean
+
+#: Keys every param group has, whatever the chain.
+GROUP_KEYS = {"foreach": None, "maximize": False}
+
+
+def walk(transforms: Iterable[Transform]) -> Iterable[Transform]:
+    """Every transform of a chain, nested ones included."""
+    for t in transforms:
+        yield t
+        yield from walk(t.children())
+
+
+def merged_defaults(transforms: Sequence[Transform]) -> dict[str, Any]:
+    """The union of the transforms' hyperparameter defaults.
+
+    Two transforms may read the same key (they then share the value) only if
+    their defaults agree; otherwise one of them must be given other ``keys``.
+    """
+    merged: dict[str, Any] = {}
+    owner: dict[str, Transform] = {}
+    for t in walk(transforms):
+        for key, value in t.defaults.items():
+            if key in merged and merged[key] != value:
+                raise ValueError(
+                    f"hyperparameter {key!r} is read by {owner[key]!r} and {t!r} with different "
+                    f"values ({merged[key]!r} and {value!r}); give one of them keys={{...}}"
+                )
+            merged.setdefault(key, value)
+            owner.setdefault(key, t)
+    return merged
+
+
+def _check_state_keys(transforms: Sequence[Transform]) -> None:
+    seen: dict[str, Transform] = {}
+    for t in walk(transforms):
+        for key in t.state_keys:
+            if key in seen and seen[key] is not t and type(seen[key]) is type(t):
+                # The same kind of transform twice would share its state.
+                raise ValueError(f"{seen[key]!r} and {t!r} would share the state {key!r}")
+            seen.setdefault(key, t)
+
+
+class ChainOptimizer(torch.optim.Optimizer):
+    """An optimizer made of gradient transforms.
+
+    Args:
+        params: an iterable of tensors, of ``(name, tensor)`` pairs, or of
+            param-group dicts, as for any ``torch.optim.Optimizer``.
+        transforms: the chain, applied in order; the last one must produce the
+            step to add to the parameters (see :func:`descentlab.optim.chain`,
+            which appends ``scale_by_lr``).
+        defaults: hyperparameter values overriding the transforms' defaults.
+        name: a label shown in ``repr`` (the registry name for named optimizers).
+        fused_step: optional one-pass kernel ``fused_step(params, grads, states,
+            group) -> bool`` tried before the chain; it returns False to decline
+            (see the fused-kernel issue). Must equal the chain.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        transforms: Sequence[Transform],
+        defaults: dict[str, Any] | None = None,
+        *,
+        name: str = "chain",
+        fused_step: Callable[..., bool] | None = None,
+    ):
+        if isinstance(params, Tensor):
+            raise TypeError(
+                "params must be an iterable of tensors or of param-group dicts, got a single "
+                f"Tensor of shape {tuple(params.shape)}; pass [tensor] or model.parameters()"
+            )
+        for t in transforms:
+            if not isinstance(t, Transform):
+                raise TypeError(f"expected Transform objects in the chain, got {t!r}")
+        self.transforms = list(transforms)
+        self.name = name
+        self._fused_step = fused_step
+        _check_state_keys(self.transforms)
+        full = {**GROUP_KEYS, **merged_defaults(self.transforms)}
+        unknown = set(defaults or {}) - set(full)
+        if unknown:
+            raise TypeError(
+                f"unknown hyperparameter(s) {sorted(unknown)} for {name}; it takes {sorted(full)}"
+            )
+        full.update(defaults or {})
+        super().__init__(params, full)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(t) for t in self.transforms)
+        return f"{type(self).__name__}[{self.name}]({inner})"
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        tensors = [p[1] if isinstance(p, tuple) else p for p in params]
+        if len({id(p) for p in tensors}) != len(tensors):
+            raise ValueError("the same parameter appears twice in a param group; pass each tensor once")
+        super().add_param_group({**param_group, "params": params})
+        group = self.param_groups[-1]
+        for key, check in (("maximize", boolean),):
+            message = check(group[key])
+            if message:
+                raise ValueError(f"invalid {key}={group[key]!r}: expected {message}")
+        for t in self.transforms:
+            t.validate(group)
+
+    # -- the step -------------------------------------------------------------
+
+    def _init_state(self, p: Tensor, state: dict, group: dict[str, Any]) -> None:
+        state["step"] = 0
+        for t in walk(self.transforms):
+            t.init_state(p, state, group)
+
+    @staticmethod
+    def _use_foreach(group: dict[str, Any], params: list[Tensor]) -> bool:
+        if group["foreach"] is not None:
+            return bool(group["foreach"])
+        # torch's own default: the multi-tensor path on GPUs, the for-loop on CPU,
+        # where it measures faster (see ../shared/anchors/MEASURED.md).
+        return all(p.is_cuda for p in params)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            if any(g.is_sparse for g in grads):
+                raise RuntimeError(f"{self.name} does not support sparse gradients")
+            states = []
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    self._init_state(p, state, group)
+                state["step"] += 1
+                states.append(state)
+            if group["maximize"]:
+                grads = torch._foreach_neg(grads)
+            if self._fused_step is not None and self._fused_step(params, grads, states, group):
+                continue
+            foreach = self._use_foreach(group, params)
+            updates = grads
+            for t in self.transforms:
+                updates = t.update(updates, params, states, group, foreach)
+            if foreach:
+                torch._foreach_add_(params, updates)
+            else:
+                for p, u in zip(params, updates):
+                    p.add_(u)
+        return loss
+
+    # -- schedule-free style modes ------------------------------------------------
+
+    def _set_mode(self, mode: str) -> None:
+        for group in self.param_groups:
+            params = [p for p in group["params"] if self.state[p]]
+            states = [self.state[p] for p in params]
+            if params:
+                for t in self.transforms:
+                    t.on_mode(mode, params, states, group)
+
+    def train(self) -> None:
+        """Switch to training mode (matters only for schedule-free optimizers)."""
+        self._set_mode("train")
+
+    def eval(self) -> None:
+        """Switch to evaluation mode (matters only for schedule-free optimizers)."""
+        self._set_mode("eval")

@@ -1,0 +1,147 @@
+"""`create(name, params, **hparams)` and `chain(params, *transforms, lr=...)`.
+
+Regularization every optimizer takes, whatever its own ``weight_decay`` means
+(coupled L2 for sgd/adam, decoupled for adamw/lion/muon, as their references):
+
+* ``l1``: L1 penalty coefficient, adds ``l1·sign(p)`` to the gradient;
+* ``l2``: coupled L2 coefficient, adds ``l2·p`` to the gradient;
+* ``decoupled_decay``: AdamW-style decay ``p ← p − lr·decoupled_decay·p``;
+* ``exclude_from_decay``: which parameters get none of these nor the
+  optimizer's own ``weight_decay``. ``None`` (default, as the references):
+  every parameter is decayed. ``"auto"``: parameters with ndim ≤ 1 (biases and
+  normalization weights, the usual exclusion, e.g. nanoGPT and BERT).
+  A sequence of ``fnmatch`` patterns matched against parameter names (pass
+  ``model.named_parameters()``), e.g. ``["*.bias", "*norm*"]``. Or a callable
+  ``(name, param) -> bool`` returning True for parameters to exclude.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from torch import Tensor
+
+from . import registry
+from .base import Transform
+from .chain import ChainOptimizer
+from .transforms.regularize import AddL1, AddL2, DecayWeights
+from .transforms.scale import ScaleByLr
+
+#: Options every named optimizer accepts besides its own hyperparameters.
+UNIVERSAL = {"l1": 0.0, "l2": 0.0, "decoupled_decay": 0.0, "foreach": None, "maximize": False}
+DECAY_KEYS = ("weight_decay", "l1", "l2", "decoupled_decay")
+
+Exclude = None | str | Sequence[str] | Callable[[str, Tensor], bool]
+
+
+def _regularized(transforms: Sequence[Transform]) -> list[Transform]:
+    """Wrap a named chain with the universal L1, L2 and decoupled-decay options."""
+    return [
+        AddL1(),
+        AddL2(keys={"weight_decay": "l2"}),
+        *transforms,
+        DecayWeights(keys={"weight_decay": "decoupled_decay"}),
+    ]
+
+
+def _as_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
+    if isinstance(params, Tensor):
+        raise TypeError(
+            "params must be an iterable of tensors or of param-group dicts, got a single "
+            f"Tensor of shape {tuple(params.shape)}; pass [tensor] or model.parameters()"
+        )
+    if isinstance(params, dict):
+        raise TypeError("params must be an iterable of param groups; wrap the dict in a list")
+    items = list(params)
+    if not items:
+        raise ValueError("optimizer got an empty parameter list")
+    if isinstance(items[0], dict):
+        return [dict(g) for g in items]
+    return [{"params": items}]
+
+
+def _excluder(exclude: Exclude) -> Callable[[str | None, Tensor], bool] | None:
+    if exclude is None:
+        return None
+    if exclude == "auto":
+        return lambda name, p: p.ndim <= 1
+    if callable(exclude):
+        return lambda name, p: bool(exclude(name or "", p))
+    if isinstance(exclude, str) or not all(isinstance(x, str) for x in exclude):
+        raise ValueError(
+            f"invalid exclude_from_decay={exclude!r}: expected None, 'auto', a list of name "
+            "patterns, or a callable (name, param) -> bool"
+        )
+    patterns = list(exclude)
+
+    def by_name(name: str | None, p: Tensor) -> bool:
+        if name is None:
+            raise ValueError(
+                "exclude_from_decay with name patterns needs named parameters: "
+                "pass model.named_parameters()"
+            )
+        return any(fnmatch.fnmatchcase(name, pat) for pat in patterns)
+
+    return by_name
+
+
+def split_decay(groups: list[dict[str, Any]], exclude: Exclude) -> list[dict[str, Any]]:
+    """Split each group into a decayed part and a part with every decay set to 0."""
+    rule = _excluder(exclude)
+    if rule is None:
+        return groups
+    out = []
+    for group in groups:
+        params = group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        keep, drop = [], []
+        for item in params:
+            name, p = item if isinstance(item, tuple) else (None, item)
+            (drop if rule(name, p) else keep).append(item)
+        if keep:
+            out.append({**group, "params": keep})
+        if drop:
+            out.append({**group, "params": drop, **{k: 0.0 for k in DECAY_KEYS}})
+    return out
+
+
+def create(name: str, params: Iterable[Any], **hparams: Any) -> ChainOptimizer:
+    """A named optimizer, e.g. ``create("adamw", model.parameters(), lr=3e-4)``.
+
+    ``hparams`` are the reference's hyperparameters (see ``descentlab list
+    optimizers`` and each optimizer's docstring) plus the universal options of
+    this module. An unknown name raises ValueError listing close matches; an
+    unknown or invalid hyperparameter raises TypeError or ValueError naming it.
+    """
+    spec = registry.get(name)
+    exclude = hparams.pop("exclude_from_decay", None)
+    allowed = {**spec.defaults, **UNIVERSAL}
+    unknown = sorted(set(hparams) - set(allowed))
+    if unknown:
+        raise TypeError(
+            f"{spec.name} got unknown hyperparameter(s) {unknown}; it takes "
+            f"{sorted(allowed)} and exclude_from_decay"
+        )
+    values = {**allowed, **hparams}
+    groups = split_decay(_as_groups(params), exclude)
+    if spec.split_groups is not None:
+        groups = spec.split_groups(groups, values)
+    return ChainOptimizer(
+        groups,
+        _regularized(spec.build()),
+        values,
+        name=spec.name,
+        fused_step=spec.fused_step,
+    )
+
+
+def chain(params: Iterable[Any], *transforms: Transform, lr: float = 1e-3, **hparams: Any) -> ChainOptimizer:
+    """An optimizer from transforms, with ``scale_by_lr`` appended.
+
+    ``chain(model.parameters(), clip_by_global_norm(max_norm=1.0),
+    scale_by_adam(), add_decayed_weights(weight_decay=0.01), lr=1e-3)`` is
+    AdamW with clipping. ``hparams`` override the transforms' defaults.
+    """
+    return ChainOptimizer(params, [*transforms, ScaleByLr()], {"lr": lr, **hparams})

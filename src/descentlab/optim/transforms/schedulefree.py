@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the schedulefree work."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""References for the adaptive family (filled in with its optimizers)."""
+
+REFERENCES: dict = {}

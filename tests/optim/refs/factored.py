@@ -1,0 +1,3 @@
+"""References for the factored family (filled in with its optimizers)."""
+
+REFERENCES: dict = {}

@@ -1,0 +1,3 @@
+"""References for the lion family (filled in with its optimizers)."""
+
+REFERENCES: dict = {}

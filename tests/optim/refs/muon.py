@@ -1,0 +1,3 @@
+"""References for the muon family (filled in with its optimizers)."""
+
+REFERENCES: dict = {}

@@ -1,0 +1,3 @@
+"""References for the prodigy family (filled in with its optimizers)."""
+
+REFERENCES: dict = {}

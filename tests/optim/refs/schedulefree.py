@@ -1,0 +1,3 @@
+"""References for the schedulefree family (filled in with its optimizers)."""
+
+REFERENCES: dict = {}
