@@ -7,6 +7,7 @@ Lowercase names (``scale_by_adam``) are the classes (``ScaleByAdam``), so
 from .adam import *  # noqa: F401,F403
 from .adaptive import *  # noqa: F401,F403
 from .clip import *  # noqa: F401,F403
+from .combine import *  # noqa: F401,F403
 from .factored import *  # noqa: F401,F403
 from .momentum import *  # noqa: F401,F403
 from .orthogonal import *  # noqa: F401,F403

@@ -1,0 +1,3 @@
+"""Placeholder: combinators (per-group branches), filled in with Muon."""
+
+__all__: list[str] = []
