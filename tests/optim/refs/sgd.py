@@ -18,13 +18,13 @@ _VARIANTS = [
 _STATE = {"momentum_buffer": "momentum_buffer"}
 
 REFERENCES = {
-    "sgd": Reference(_sgd, _VARIANTS, _STATE, descent={"lr": 0.01}),
-    "momentum": Reference(_sgd, _VARIANTS, _STATE, descent={"lr": 0.002}),
+    "sgd": Reference(_sgd, _VARIANTS, _STATE, descent={"lr": 1e-3}),
+    "momentum": Reference(_sgd, _VARIANTS, _STATE, descent={"lr": 1e-4}),
     # Nesterov rejects dampening (as torch does), so its second variant has none.
     "nesterov": Reference(
         _sgd,
         [_VARIANTS[0], {"lr": 0.02, "momentum": 0.5}, *_VARIANTS[2:]],
         _STATE,
-        descent={"lr": 0.002},
+        descent={"lr": 1e-4},
     ),
 }
