@@ -162,7 +162,13 @@ class Transform:
         """Checks that involve several hyperparameters (override)."""
 
     def init_state(self, p: Tensor, state: dict, group: Mapping[str, Any]) -> None:
-        """Create this transform's state for parameter ``p`` (override)."""
+        """Create this transform's state for parameter ``p`` (override).
+
+        The default initializes the children, so a combinator that does not
+        override it gives every child state for every parameter.
+        """
+        for child in self.children():
+            child.init_state(p, state, group)
 
     def update(
         self,

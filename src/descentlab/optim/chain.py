@@ -125,14 +125,14 @@ class ChainOptimizer(torch.optim.Optimizer):
             message = check(group[key])
             if message:
                 raise ValueError(f"invalid {key}={group[key]!r}: expected {message}")
-        for t in self.transforms:
+        for t in walk(self.transforms):
             t.validate(group)
 
     # -- the step -------------------------------------------------------------
 
     def _init_state(self, p: Tensor, state: dict, group: dict[str, Any]) -> None:
         state["step"] = 0
-        for t in walk(self.transforms):
+        for t in self.transforms:  # combinators initialize their children
             t.init_state(p, state, group)
 
     @staticmethod

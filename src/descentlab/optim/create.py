@@ -8,17 +8,15 @@ Regularization every optimizer takes, whatever its own ``weight_decay`` means
 * ``decoupled_decay``: AdamW-style decay ``p ← p − lr·decoupled_decay·p``;
 * ``exclude_from_decay``: which parameters get none of these nor the
   optimizer's own ``weight_decay``. ``None`` (default, as the references):
-  every parameter is decayed. ``"auto"``: parameters with ndim ≤ 1 (biases and
-  normalization weights, the usual exclusion, e.g. nanoGPT and BERT).
-  A sequence of ``fnmatch`` patterns matched against parameter names (pass
-  ``model.named_parameters()``), e.g. ``["*.bias", "*norm*"]``. Or a callable
+  every parameter is decayed. Otherwise a rule of ``masks.py``: ``"auto"``
+  (ndim ≤ 1: biases and normalization weights), name patterns such as
+  ``["*.bias", "*norm*"]`` (pass ``model.named_parameters()``), or a callable
   ``(name, param) -> bool`` returning True for parameters to exclude.
 """
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from torch import Tensor
@@ -26,6 +24,7 @@ from torch import Tensor
 from . import registry
 from .base import Transform
 from .chain import ChainOptimizer
+from .masks import Rule, selector
 from .transforms.regularize import AddL1, AddL2, DecayWeights
 from .transforms.scale import ScaleByLr
 
@@ -33,7 +32,7 @@ from .transforms.scale import ScaleByLr
 UNIVERSAL = {"l1": 0.0, "l2": 0.0, "decoupled_decay": 0.0, "foreach": None, "maximize": False}
 DECAY_KEYS = ("weight_decay", "l1", "l2", "decoupled_decay")
 
-Exclude = None | str | Sequence[str] | Callable[[str, Tensor], bool]
+Exclude = Rule | None
 
 
 def _regularized(transforms: Sequence[Transform]) -> list[Transform]:
@@ -62,36 +61,11 @@ def _as_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
     return [{"params": items}]
 
 
-def _excluder(exclude: Exclude) -> Callable[[str | None, Tensor], bool] | None:
-    if exclude is None:
-        return None
-    if exclude == "auto":
-        return lambda name, p: p.ndim <= 1
-    if callable(exclude):
-        return lambda name, p: bool(exclude(name or "", p))
-    if isinstance(exclude, str) or not all(isinstance(x, str) for x in exclude):
-        raise ValueError(
-            f"invalid exclude_from_decay={exclude!r}: expected None, 'auto', a list of name "
-            "patterns, or a callable (name, param) -> bool"
-        )
-    patterns = list(exclude)
-
-    def by_name(name: str | None, p: Tensor) -> bool:
-        if name is None:
-            raise ValueError(
-                "exclude_from_decay with name patterns needs named parameters: "
-                "pass model.named_parameters()"
-            )
-        return any(fnmatch.fnmatchcase(name, pat) for pat in patterns)
-
-    return by_name
-
-
 def split_decay(groups: list[dict[str, Any]], exclude: Exclude) -> list[dict[str, Any]]:
     """Split each group into a decayed part and a part with every decay set to 0."""
-    rule = _excluder(exclude)
-    if rule is None:
+    if exclude is None:
         return groups
+    rule = selector(exclude, "exclude_from_decay")
     out = []
     for group in groups:
         params = group["params"]

@@ -9,6 +9,7 @@ from .adaptive import *  # noqa: F401,F403
 from .clip import *  # noqa: F401,F403
 from .combine import *  # noqa: F401,F403
 from .factored import *  # noqa: F401,F403
+from .mask import *  # noqa: F401,F403
 from .momentum import *  # noqa: F401,F403
 from .orthogonal import *  # noqa: F401,F403
 from .prodigy import *  # noqa: F401,F403
