@@ -2,4 +2,5 @@
 
 __version__ = "0.1.0"
 
-from . import optim  # noqa: E402,F401
+from . import optim, schedules  # noqa: E402,F401
+from .train import Trainer  # noqa: E402,F401

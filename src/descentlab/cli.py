@@ -1,60 +1,44 @@
 """The ``descentlab`` command: a thin layer over the library.
 
-Usage and configuration errors print one line to stderr and exit 2, without a
-traceback; other failures exit 1.
+Each subcommand is a module of ``descentlab.commands`` with ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``. Usage and configuration
+errors print one line to stderr and exit 2, without a traceback; other
+failures exit 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from .errors import UsageError
 
-class UsageError(Exception):
-    """Bad input from the user: reported in one line, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage too)
-        raise UsageError(message)
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    kind = args.kind
-    if kind == "optimizers":
-        from . import optim
-
-        rows = [(name, optim.get(name).summary) for name in optim.available()]
-    else:  # pragma: no cover - the choices of argparse keep this unreachable
-        raise UsageError(f"unknown list {kind!r}")
-    width = max(len(n) for n, _ in rows)
-    for name, summary in rows:
-        print(f"{name:<{width}}  {summary}")
-    return 0
-
-
-#: subcommand name -> (help, add_arguments, run)
-COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
-    "list": (
-        "list optimizers (with a one-line description each)",
-        lambda p: p.add_argument("kind", nargs="?", default="optimizers", choices=["optimizers"]),
-        _cmd_list,
-    ),
+#: subcommand -> module in descentlab.commands
+COMMANDS = {
+    "list": "list_cmd",
+    "plot-schedule": "plot_schedule",
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, not argparse's usage dump
+        raise UsageError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="descentlab", description="Optimization strategies for deep-learning training.")
     from . import __version__
 
+    parser = _Parser(prog="descentlab", description="Optimization strategies for deep-learning training.")
     parser.add_argument("--version", action="version", version=f"descentlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name, (help_text, add_args, run) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        add_args(p)
-        p.set_defaults(run=run)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f".commands.{module_name}", __package__)
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
     return parser
 
 
@@ -62,16 +46,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)
-    except UsageError as exc:
-        print(f"descentlab: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError) as exc:
-        # Invalid names and hyperparameters from the library are the user's input.
+    except (UsageError, ValueError, TypeError) as exc:
+        # Names, hyperparameters and settings are validated by the library with
+        # ValueError/TypeError naming the value: the user's input, so exit 2.
         print(f"descentlab: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("descentlab: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything else is a failure, not bad input
+        print(f"descentlab: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,1 @@
+"""One module per ``descentlab`` subcommand: ``HELP``, ``add_arguments(parser)``, ``run(args) -> int``."""
