@@ -1,0 +1,20 @@
+"""Training: the Trainer, its callbacks, checkpoints and history."""
+
+from .best import BestTracker
+from .callbacks import Callback, CsvLogger, Diagnostics, EarlyStopping, ProgressBar
+from .checkpoint import CheckpointError
+from .history import History
+from .trainer import NonFiniteLossError, Trainer
+
+__all__ = [
+    "BestTracker",
+    "Callback",
+    "CheckpointError",
+    "CsvLogger",
+    "Diagnostics",
+    "EarlyStopping",
+    "History",
+    "NonFiniteLossError",
+    "ProgressBar",
+    "Trainer",
+]

@@ -1,0 +1,100 @@
+"""Batches for the trainer, in an order that can be resumed mid-epoch.
+
+Batch, stochastic and mini-batch gradient descent differ only in the batch:
+``batch_size="full"`` (one batch per epoch: batch gradient descent), ``1``
+(stochastic), or ``N`` (mini-batch).
+
+When the trainer is given tensors ``(x, y)`` it batches them itself: the order
+of epoch ``e`` is ``randperm(n)`` from a generator seeded with ``(seed, e)``, a
+pure function of the two, so a resumed run sees exactly the batches the
+interrupted one would have seen. Any other iterable of ``(inputs, targets)``
+batches (a DataLoader) is used as given; a resumed run then skips the batches
+already seen in the epoch, which is exact when the loader's order is
+deterministic per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor
+
+BatchSize = int | str
+
+
+def check_batch_size(batch_size: Any) -> BatchSize:
+    if batch_size == "full":
+        return batch_size
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"invalid batch_size={batch_size!r}: expected an integer >= 1 or 'full'")
+    return batch_size
+
+
+class TensorBatches:
+    """Shuffled mini-batches of in-memory tensors ``(x, y)``."""
+
+    def __init__(self, x: Tensor, y: Tensor, batch_size: BatchSize, *, seed: int = 0, shuffle: bool = True):
+        if len(x) != len(y):
+            raise ValueError(f"inputs and targets differ in length: {len(x)} and {len(y)}")
+        if len(x) == 0:
+            raise ValueError("the training data is empty")
+        self.x, self.y = x, y
+        self.batch_size = len(x) if check_batch_size(batch_size) == "full" else min(batch_size, len(x))
+        self.seed, self.shuffle = seed, shuffle
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def order(self, epoch: int) -> Tensor:
+        if not self.shuffle or self.batch_size == len(self.x):
+            return torch.arange(len(self.x))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.x), generator=g)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """The batches of ``epoch`` from batch index ``start`` on."""
+        if self.batch_size == len(self.x):  # full batch: no indexing copy
+            if start == 0:
+                yield self.x, self.y
+            return
+        idx = self.order(epoch)
+        for b in range(start, len(self)):
+            sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
+            yield self.x[sel], self.y[sel]
+
+
+class IterableBatches:
+    """Batches from any re-iterable source (e.g. a DataLoader)."""
+
+    def __init__(self, source: Iterable[Any]):
+        self.source = source
+
+    def __len__(self) -> int:
+        try:
+            return len(self.source)  # type: ignore[arg-type]
+        except TypeError:
+            raise ValueError("the training data has no length: pass max_steps=") from None
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        sampler = getattr(self.source, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        for i, batch in enumerate(self.source):
+            if i >= start:
+                yield batch
+
+
+def as_batches(data: Any, batch_size: BatchSize | None, seed: int) -> TensorBatches | IterableBatches:
+    """Tensors ``(x, y)`` (or a TensorDataset) are batched by us; anything else is used as given."""
+    if isinstance(data, torch.utils.data.TensorDataset) and len(data.tensors) == 2:
+        data = data.tensors
+    if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
+        return TensorBatches(data[0], data[1], batch_size if batch_size is not None else 32, seed=seed)
+    if batch_size not in (None,):
+        raise ValueError(
+            f"batch_size={batch_size!r} applies to tensors (x, y); this data is already batched "
+            f"({type(data).__name__}): set the batch size on the loader"
+        )
+    return IterableBatches(data)

@@ -1,0 +1,447 @@
+"""The Trainer: a plain PyTorch training loop with callbacks around it.
+
+The inner loop is what one would write by hand — forward, loss, backward,
+(clip), step, schedule — so a reader can hold it in their head (nanoGPT's
+lesson). Everything else (early stopping, checkpoints, logging, progress,
+diagnostics) is a callback that hooks around it, never into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from . import checkpoint as ckpt
+from .best import BestTracker
+from .callbacks import Callback
+from .data import as_batches, check_batch_size
+from .history import History
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss (on_nonfinite="raise")."""
+
+
+def _choose_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"invalid device={str(device)!r}: CUDA is not available on this machine")
+    return device
+
+
+def _check_clip(clip: Mapping[str, float] | None) -> dict[str, float]:
+    clip = dict(clip or {})
+    unknown = set(clip) - {"norm", "value", "agc"}
+    if unknown:
+        raise ValueError(f"invalid clip key(s) {sorted(unknown)}: expected 'norm', 'value' or 'agc'")
+    for key, value in clip.items():
+        if not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
+            raise ValueError(f"invalid clip {key}={value!r}: expected a finite number > 0")
+    return clip
+
+
+class Trainer:
+    """Train ``model`` with ``optimizer`` on ``loss_fn``.
+
+    Args:
+        scheduler: a ``torch.optim.lr_scheduler`` stepped once per optimizer
+            step (``ReduceLROnPlateau`` / the "plateau" schedule: after each
+            validation, with the monitored value).
+        callbacks: :class:`Callback` objects (EarlyStopping, Diagnostics, ...).
+        batch_size: int, 1 or "full" when ``train`` is tensors ``(x, y)``.
+        accumulate: gradient accumulation: one optimizer step per this many batches.
+        clip: ``{"norm": c}`` (global L2 norm, torch's clip_grad_norm_),
+            ``{"value": c}`` and/or ``{"agc": λ}`` (adaptive clipping).
+        precision: "fp32", "bf16" (autocast on CPU and GPU), or "fp16" (GPU
+            only, with a GradScaler).
+        device: "auto" (CUDA when present), "cpu", "cuda", ...
+        seed: seeds the model-independent randomness (data order, dropout).
+        metrics: extra ``name -> fn(outputs, targets) -> float`` for evaluate().
+        monitor / mode: the validation value that defines "best" ("val_loss",
+            "min" by default); shared by EarlyStopping and best checkpoints.
+        eval_every: validate every this many steps (default: every epoch).
+        checkpoint_dir / checkpoint_every: write a checkpoint every N steps
+            (and at the end); ``resume=True`` continues from the newest valid one.
+        on_nonfinite: "raise" (stop with a message naming the step) or "skip"
+            (skip the step; stop after ``max_skips`` consecutive skips).
+        log_every: record the training loss every N steps.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[[Any, Any], Tensor],
+        *,
+        scheduler: Any = None,
+        callbacks: Sequence[Callback] = (),
+        batch_size: int | str | None = None,
+        accumulate: int = 1,
+        clip: Mapping[str, float] | None = None,
+        precision: str = "fp32",
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        metrics: Mapping[str, Callable[[Tensor, Tensor], float]] | None = None,
+        monitor: str = "val_loss",
+        mode: str = "min",
+        eval_every: int | None = None,
+        checkpoint_dir: str | None = None,
+        checkpoint_every: int | None = None,
+        keep_checkpoints: int = 2,
+        resume: bool = False,
+        on_nonfinite: str = "raise",
+        max_skips: int = 10,
+        log_every: int = 1,
+    ):
+        if batch_size is not None:
+            check_batch_size(batch_size)
+        for name, value in (("accumulate", accumulate), ("log_every", log_every), ("max_skips", max_skips)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"invalid {name}={value!r}: expected an integer >= 1")
+        for name, value in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"invalid {name}={value!r}: expected an integer >= 1 or None")
+        if precision not in PRECISIONS:
+            raise ValueError(f"invalid precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if on_nonfinite not in ("raise", "skip"):
+            raise ValueError(f"invalid on_nonfinite={on_nonfinite!r}: expected 'raise' or 'skip'")
+        self.device = _choose_device(device)
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError("invalid precision='fp16' on CPU: fp16 needs a GPU; use 'bf16' on CPU")
+        if resume and checkpoint_dir is None:
+            raise ValueError("resume=True needs a checkpoint_dir")
+
+        self.model = model.to(self.device)
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.scheduler = scheduler
+        self.callbacks = list(callbacks)
+        self.batch_size, self.accumulate = batch_size, accumulate
+        self.clip = _check_clip(clip)
+        self.precision, self.seed = precision, seed
+        self.metrics = dict(metrics or {})
+        self.best = BestTracker(monitor, mode)
+        self.eval_every = eval_every
+        self.checkpoint_dir, self.checkpoint_every = checkpoint_dir, checkpoint_every
+        self.keep_checkpoints, self.resume = keep_checkpoints, resume
+        self.on_nonfinite, self.max_skips, self.log_every = on_nonfinite, max_skips, log_every
+        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+        self.history = History()
+        # Loop position, part of every checkpoint.
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.skipped = self.consecutive_skips = 0
+        self.train_seconds = 0.0
+        self.should_stop = False
+        self.stop_reason = ""
+        self.last_grad_norm: float | None = None
+        self.last_loss = math.nan
+        self._loss_sum = 0.0
+
+    # -- the loop --------------------------------------------------------------
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _to_device(self, batch: Any) -> tuple[Any, Any]:
+        x, y = batch
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def fit(self, train: Any, val: Any = None, *, epochs: int | None = None, max_steps: int | None = None) -> History:
+        """Train for ``epochs`` epochs or ``max_steps`` optimizer steps, whichever comes first."""
+        for name, value in (("epochs", epochs), ("max_steps", max_steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"invalid {name}={value!r}: expected an integer >= 1")
+        if epochs is None and max_steps is None:
+            raise ValueError("fit() needs epochs= or max_steps=")
+        batches = as_batches(train, self.batch_size, self.seed)
+        steps_per_epoch = max(1, len(batches) // self.accumulate) if epochs is not None else None
+        self.total_steps = min(
+            max_steps if max_steps is not None else math.inf,
+            epochs * steps_per_epoch if epochs is not None else math.inf,
+        )
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+        torch.manual_seed(self.seed)
+        random.seed(self.seed)
+        if self.resume:
+            self._restore()
+        self._emit("on_fit_start")
+        try:
+            while not self.should_stop and (epochs is None or self.epoch < epochs):
+                self._emit("on_epoch_start")
+                for batch in batches.epoch(self.epoch, start=self.batch_in_epoch):
+                    self.batch_in_epoch += 1
+                    if not self._train_batch(batch, self.batch_in_epoch):
+                        continue
+                    self._after_step(val)
+                    if self.should_stop or self.step >= self.total_steps:
+                        break
+                else:
+                    self._end_epoch(val)
+                    continue
+                if self.step >= self.total_steps and not self.should_stop:
+                    budget = "max_steps" if max_steps is not None and self.step >= max_steps else "epochs"
+                    self.should_stop, self.stop_reason = True, budget
+            if not self.stop_reason:
+                self.stop_reason = "epochs"
+            if val is not None and self.history.last_eval_step != self.step:
+                self._validate(val)
+            self._save_checkpoint()
+        finally:
+            self._emit("on_fit_end")
+        return self.history
+
+    def _train_batch(self, batch: Any, micro: int) -> bool:
+        """Forward and backward one batch; step the optimizer every ``accumulate``
+        batches. Returns True when an optimizer step happened. A non-finite
+        loss either raises or skips the batch (discarding the gradients
+        accumulated so far)."""
+        start = time.perf_counter()
+        x, y = self._to_device(batch)
+        with self._autocast():
+            loss = self.loss_fn(self.model(x), y)
+        if not torch.isfinite(loss):
+            return self._nonfinite(float(loss.detach()), start)
+        scaled = loss / self.accumulate if self.accumulate > 1 else loss
+        (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        self._loss_sum += float(loss.detach())
+        if micro % self.accumulate:
+            self.train_seconds += time.perf_counter() - start
+            return False
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        self._clip_gradients()
+        self._emit("on_before_step")
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None and not _is_plateau(self.scheduler):
+            self.scheduler.step()
+        self.step += 1
+        self.consecutive_skips = 0
+        self.last_loss = self._loss_sum / self.accumulate
+        self._loss_sum = 0.0
+        self.train_seconds += time.perf_counter() - start
+        return True
+
+    def _clip_gradients(self) -> None:
+        if not self.clip:
+            return
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if "agc" in self.clip:
+            from ..optim.transforms.clip import AdaptiveClip
+
+            rule = AdaptiveClip(clipping=self.clip["agc"])
+            group = {"clipping": self.clip["agc"], "agc_eps": 1e-3}
+            for p in params:
+                p.grad.copy_(rule.update_tensor(p.grad, p, {}, group))
+        if "value" in self.clip:
+            torch.nn.utils.clip_grad_value_(params, self.clip["value"])
+        if "norm" in self.clip:
+            self.last_grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.clip["norm"]))
+
+    def _nonfinite(self, value: float, start: float) -> bool:
+        self.optimizer.zero_grad(set_to_none=True)
+        self._loss_sum = 0.0
+        where = f"step {self.step + 1} (epoch {self.epoch + 1})"
+        if self.on_nonfinite == "raise":
+            raise NonFiniteLossError(
+                f"the loss became {value} at {where}; lower the learning rate, clip gradients, "
+                "or pass on_nonfinite='skip'"
+            )
+        self.skipped += 1
+        self.consecutive_skips += 1
+        self.train_seconds += time.perf_counter() - start
+        if self.consecutive_skips >= self.max_skips:
+            raise NonFiniteLossError(
+                f"the loss was non-finite for {self.consecutive_skips} steps in a row, last at {where}: "
+                "training diverged"
+            )
+        return False
+
+    def _after_step(self, val: Any) -> None:
+        logs = {"step": self.step, "epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+        if self.step % self.log_every == 0:
+            logs["train_loss"] = self.last_loss
+            if self.last_grad_norm is not None:
+                logs["grad_norm"] = self.last_grad_norm
+            self.history.log(self.step, self.train_seconds, logs)
+        self._emit("on_step_end", logs)
+        if self.eval_every and self.step % self.eval_every == 0 and val is not None:
+            self._validate(val)
+        if self.checkpoint_every and self.step % self.checkpoint_every == 0:
+            self._save_checkpoint()
+
+    def _end_epoch(self, val: Any) -> None:
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        if self.eval_every is None and val is not None:
+            self._validate(val)
+        self._emit("on_epoch_end")
+
+    # -- evaluation --------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, data: Any, batch_size: int = 1000) -> dict[str, float]:
+        """Mean loss and the metrics over ``data`` (tensors or batches), in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        self._mode_of_optimizer("eval")
+        total, count, outs, targets = 0.0, 0, [], []
+        try:
+            for batch in _eval_batches(data, batch_size):
+                x, y = self._to_device(batch)
+                with self._autocast():
+                    out = self.model(x)
+                    loss = self.loss_fn(out, y)
+                n = len(y)
+                total += float(loss) * n
+                count += n
+                if self.metrics:
+                    outs.append(out.float())
+                    targets.append(y)
+        finally:
+            self._mode_of_optimizer("train")
+            self.model.train(was_training)
+        result = {"loss": total / max(count, 1)}
+        if self.metrics:
+            out, y = torch.cat(outs), torch.cat(targets)
+            for name, fn in self.metrics.items():
+                result[name] = float(fn(out, y))
+        return result
+
+    def _mode_of_optimizer(self, mode: str) -> None:
+        # Schedule-free optimizers evaluate at their averaged point.
+        fn = getattr(self.optimizer, mode, None)
+        if callable(fn):
+            fn()
+
+    def _validate(self, val: Any) -> None:
+        results = {f"val_{k}": v for k, v in self.evaluate(val).items()}
+        logs = {"step": self.step, "epoch": self.epoch, **results}
+        self.history.log(self.step, self.train_seconds, logs, evaluation=True)
+        if self.scheduler is not None and _is_plateau(self.scheduler):
+            self.scheduler.step(results.get(self.best.monitor, results["val_loss"]))
+        if self.best.update(self.step, results, self.model):
+            self._save_best()
+        self._emit("on_validation_end", logs)
+
+    # -- checkpoints ---------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything an exact resume needs; loadable with weights_only=True."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "loop": {
+                "step": self.step,
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "skipped": self.skipped,
+                "train_seconds": self.train_seconds,
+            },
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "python": _python_rng_state(),
+            },
+            "best": self.best.state_dict(),
+            "history": self.history.state_dict(),
+            "callbacks": [cb.state_dict() for cb in self.callbacks],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        loop = state["loop"]
+        self.step, self.epoch = loop["step"], loop["epoch"]
+        self.batch_in_epoch, self.skipped = loop["batch_in_epoch"], loop["skipped"]
+        self.train_seconds = loop["train_seconds"]
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        _set_python_rng_state(state["rng"]["python"])
+        self.best.load_state_dict(state["best"])
+        self.history.load_state_dict(state["history"])
+        for cb, cb_state in zip(self.callbacks, state["callbacks"]):
+            cb.load_state_dict(cb_state)
+
+    def _save_checkpoint(self) -> None:
+        if self.checkpoint_dir is None:
+            return
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            return  # never checkpoint a broken model; the previous checkpoint stays
+        ckpt.save_step(self.checkpoint_dir, self.step, self.state_dict(), keep=self.keep_checkpoints)
+        self._emit("on_checkpoint")
+
+    def _save_best(self) -> None:
+        if self.checkpoint_dir is not None and self.best.weights is not None:
+            ckpt.atomic_save(
+                {"step": self.best.step, "value": self.best.value, "monitor": self.best.monitor, "model": self.best.weights},
+                f"{self.checkpoint_dir}/{ckpt.BEST_FILE}",
+            )
+
+    def _restore(self) -> None:
+        found = ckpt.load_latest(self.checkpoint_dir)
+        if found is None:
+            return  # nothing to resume: start from the beginning
+        state, _ = found
+        self.load_state_dict(state)
+
+    def _emit(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+
+def _is_plateau(scheduler: Any) -> bool:
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) or getattr(
+        scheduler, "needs_metric", False
+    )
+
+
+def _is_tensors(data: Any) -> bool:
+    if isinstance(data, torch.utils.data.TensorDataset):
+        return True
+    return isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data)
+
+
+def _eval_batches(data: Any, batch_size: int) -> Iterable[Any]:
+    """Tensors in order, in chunks of ``batch_size``; anything else as given."""
+    if not _is_tensors(data):
+        yield from data
+        return
+    x, y = data.tensors if isinstance(data, torch.utils.data.TensorDataset) else data
+    for i in range(0, len(x), batch_size):
+        yield x[i : i + batch_size], y[i : i + batch_size]
+
+
+def _python_rng_state() -> list[Any]:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _set_python_rng_state(state: list[Any]) -> None:
+    random.setstate((state[0], tuple(state[1]), state[2]))
