@@ -19,6 +19,7 @@ from .errors import UsageError
 COMMANDS = {
     "list": "list_cmd",
     "plot-schedule": "plot_schedule",
+    "train": "train",
 }
 
 

@@ -23,7 +23,7 @@ def rows(kind: str) -> list[tuple[str, str]]:
         return [(n, schedules.get(n).summary) for n in schedules.available()]
     from .. import workloads
 
-    return [(n, workloads.describe(n)) for n in workloads.available()]
+    return list(workloads.summaries().items())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -196,6 +196,8 @@ class Trainer:
                 if self.step >= self.total_steps and not self.should_stop:
                     budget = "max_steps" if max_steps is not None and self.step >= max_steps else "epochs"
                     self.should_stop, self.stop_reason = True, budget
+                    if budget == "epochs":  # the budget ran out on the epoch's last batch
+                        self._end_epoch(val)
             if not self.stop_reason:
                 self.stop_reason = "epochs"
             if val is not None and self.history.last_eval_step != self.step:

@@ -1,0 +1,118 @@
+"""``descentlab train``: train a built-in workload with a strategy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import UsageError
+from .values import parse_pairs
+
+HELP = "train a built-in workload (its default recipe unless flags or --config say otherwise)"
+
+
+def batch_size(text: str) -> int | str:
+    if text == "full":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'full', got {text!r}") from None
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workload", help="workload name (see `descentlab list workloads`)")
+    p.add_argument("--optimizer", help="optimizer name (see `descentlab list optimizers`)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the workload's for this optimizer)")
+    p.add_argument("--opt", action="append", metavar="K=V", help="optimizer hyperparameter, e.g. --opt betas=(0.9,0.95)")
+    p.add_argument("--schedule", help="learning-rate schedule (see `descentlab list schedules`)")
+    p.add_argument("--sched", action="append", metavar="K=V", help="schedule setting, e.g. --sched warmup_steps=100")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, help="number of epochs")
+    budget.add_argument("--steps", type=int, help="number of optimizer steps")
+    p.add_argument("--batch-size", type=batch_size, help="N, 1 (stochastic) or 'full' (batch gradient descent)")
+    p.add_argument("--weight-decay", type=float, help="weight decay, in the optimizer's own sense")
+    p.add_argument("--l1", type=float, help="L1 penalty coefficient")
+    p.add_argument("--clip-norm", type=float, help="clip the global gradient norm to this value")
+    p.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE evaluations without improvement")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="fp32 (default), bf16 autocast, fp16 (GPU)")
+    p.add_argument("--seed", type=int, help="random seed (data split, initialization, order); default 0")
+    p.add_argument("--eval-every", type=int, help="evaluate every N steps (default: each epoch, or 20 times a run)")
+    p.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N steps (default: 10 per run)")
+    p.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from its newest valid checkpoint")
+    p.add_argument("--nproc", type=int, help="data-parallel processes (default 1)")
+    p.add_argument("--config", help="YAML file of settings (keys as the flags, e.g. batch_size: 64)")
+    p.add_argument("--out", help="output folder: summary.json, metrics.csv, checkpoints/, runs.sqlite")
+    p.add_argument("--data-dir", help="folder of data files (mnist-cnn: the MNIST IDX files)")
+    p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line of stdout")
+    p.add_argument("--quiet", action="store_true", default=None, help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace):
+    from ..train.config import build, load_yaml
+
+    file_values = load_yaml(args.config) if args.config else {}
+    flags = {
+        "workload": args.workload,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "opt": parse_pairs(args.opt, "--opt") or None,
+        "schedule": args.schedule,
+        "sched": parse_pairs(args.sched, "--sched") or None,
+        "epochs": args.epochs,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "weight_decay": args.weight_decay,
+        "l1": args.l1,
+        "clip_norm": args.clip_norm,
+        "early_stopping": args.early_stopping,
+        "precision": args.precision,
+        "seed": args.seed,
+        "eval_every": args.eval_every,
+        "checkpoint_every": args.checkpoint_every,
+        "resume": args.resume,
+        "nproc": args.nproc,
+        "out": args.out,
+        "data_dir": args.data_dir,
+        "device": args.device,
+        "quiet": args.quiet,
+    }
+    if "epochs" in file_values and args.steps is not None or "steps" in file_values and args.epochs is not None:
+        file_values.pop("epochs", None)
+        file_values.pop("steps", None)
+    return build(file_values, flags)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train.run import run_training
+    from ..train.trainer import NonFiniteLossError
+
+    config = config_from_args(args)
+    if config.nproc > 1:
+        from ..train.parallel import run_parallel
+
+        summary = run_parallel(config)
+    else:
+        try:
+            summary = run_training(config, log=lambda msg: print(msg, file=sys.stderr))
+        except NonFiniteLossError as exc:
+            print(f"descentlab: training diverged: {exc}", file=sys.stderr)
+            return 1
+    final = summary["final"]
+    metric = summary["metric"]
+    line = (
+        f"{summary['workload']}: {summary['optimizer']} for {summary['steps']} steps in "
+        f"{summary['wall_seconds']:.1f} s; final test {metric} {final.get(f'test_{metric}', float('nan')):.4f}, "
+        f"best-by-validation test {metric} {summary['best'].get(f'test_{metric}', float('nan')):.4f}"
+    )
+    print(line, file=sys.stderr if args.json else sys.stdout)
+    if config.out:
+        print(f"wrote {config.out}/summary.json, metrics.csv, checkpoints/, runs.sqlite", file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(summary, sort_keys=True, default=str))
+    return 0
+
+
+__all__ = ["HELP", "add_arguments", "run", "UsageError"]

@@ -1,0 +1,223 @@
+"""One training run of a built-in workload, as ``descentlab train`` does it.
+
+``run_training(config)`` resolves the recipe (the workload's defaults, then
+the configuration), trains, and — with ``config.out`` — writes::
+
+    DIR/config.json        the resolved configuration (what --resume continues)
+    DIR/summary.json       workload, optimizer, schedule, seed, steps, wall_seconds,
+                           final.* and best.* validation/test metrics, versions
+    DIR/metrics.csv        every logged row (training loss, lr, evaluations, ...)
+    DIR/checkpoints/       step-*.pt and best.pt (weights_only-loadable)
+    DIR/runs.sqlite        the run store
+
+Everything is validated (workload, optimizer, schedule, values) before the
+first file is written, so bad input leaves nothing behind that could break a
+later ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import optim, schedules, workloads
+from ..errors import UsageError
+from .callbacks import Callback, CsvLogger, Diagnostics, EarlyStopping, ProgressBar
+from .config import TrainConfig
+from .store import RunStore, versions
+from .trainer import NonFiniteLossError, Trainer
+
+
+class _FinalEvaluation(Callback):
+    """Evaluates the test set on the final weights, before any best-weights restore."""
+
+    def __init__(self, test: Any):
+        self.test = test
+        self.results: dict[str, float] = {}
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self.results = trainer.evaluate(self.test)
+
+
+def resolve(config: TrainConfig) -> dict[str, Any]:
+    """The full recipe of a run: the workload's defaults overridden by ``config``."""
+    wl = workloads.load(config.workload, seed=config.seed, data_dir=config.data_dir)
+    recipe = wl.recipe
+    name = optim.get(config.optimizer or recipe["optimizer"]).name
+    same = name == recipe["optimizer"]
+    hparams = dict(recipe["optimizer_kwargs"]) if same else {}
+    hparams["lr"] = config.lr if config.lr is not None else (recipe["lr"] if same else wl.default_lr(name))
+    weight_decay = config.weight_decay if config.weight_decay is not None else (recipe["weight_decay"] if same else None)
+    if weight_decay:
+        hparams["weight_decay"] = weight_decay
+    if config.l1:
+        hparams["l1"] = config.l1
+    hparams.update(config.opt)
+
+    schedule = config.schedule if config.schedule is not None else recipe["schedule"]
+    if schedule is not None:
+        schedule = schedules.get(schedule).name
+    sched_kw = dict(recipe["schedule_kwargs"]) if schedule == recipe["schedule"] else {}
+    sched_kw.update(config.sched)
+
+    batch_size = config.batch_size if config.batch_size is not None else recipe["batch_size"]
+    epochs, steps = config.epochs, config.steps
+    if epochs is None and steps is None:
+        epochs, steps = recipe["epochs"], recipe["steps"]
+    n_train = len(wl.train[1])
+    per_epoch = workloads.recipes.steps_per_epoch(n_train, batch_size)
+    total = min(steps or math.inf, (epochs or math.inf) * per_epoch)
+    horizon = schedules.get(schedule).horizon if schedule is not None else None
+    if horizon is not None and horizon not in sched_kw and math.isfinite(total):
+        sched_kw[horizon] = int(total)  # e.g. cosine's total_steps: the run's length
+    eval_every = config.eval_every or (max(1, int(total) // 20) if steps is not None else None)
+    return {
+        "workload": wl,
+        "optimizer": name,
+        "hparams": hparams,
+        "schedule": schedule,
+        "schedule_kwargs": sched_kw,
+        "batch_size": batch_size,
+        "epochs": epochs,
+        "steps": steps,
+        "total_steps": int(total),
+        "eval_every": eval_every,
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _check_resume(config: TrainConfig, out: Path) -> None:
+    saved_path = out / "config.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())
+    for key, value in config.to_dict().items():
+        if key in ("resume", "quiet", "out", "device") or value in (None, {}, False):
+            continue
+        if saved.get(key) != value and not (isinstance(value, tuple) and list(value) == saved.get(key)):
+            raise UsageError(
+                f"--resume continues the run saved in {str(out)!r}: {key}={value!r} differs from the saved "
+                f"{key}={saved.get(key)!r}; drop the flag or use another --out"
+            )
+
+
+def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
+    """Train as configured; return the summary (also written to ``out``)."""
+    out = Path(config.out) if config.out else None
+    if config.resume and out is not None:
+        if (out / "config.json").exists():
+            saved = json.loads((out / "config.json").read_text())
+            _check_resume(config, out)
+            merged = {**saved, "resume": True, "quiet": config.quiet, "out": config.out, "device": config.device}
+            config = TrainConfig(**merged)
+        else:
+            log(f"note: nothing to resume in {out}; starting a new run")
+    plan = resolve(config)
+    wl = plan["workload"]
+
+    torch.manual_seed(config.seed)
+    model = wl.make_model()
+    optimizer = optim.create(plan["optimizer"], model.parameters(), **plan["hparams"])
+    scheduler = None
+    if plan["schedule"] not in (None, "constant"):
+        scheduler = schedules.create(plan["schedule"], optimizer, **plan["schedule_kwargs"])
+
+    final = _FinalEvaluation(wl.test)
+    callbacks: list[Callback] = [final]
+    if config.early_stopping:
+        callbacks.append(EarlyStopping(monitor=f"val_{wl.metric}", patience=config.early_stopping, mode=wl.metric_mode))
+    callbacks.append(Diagnostics(every=max(1, plan["total_steps"] // 50)))
+    if out is not None:
+        callbacks.append(CsvLogger(out / "metrics.csv"))
+    callbacks.append(ProgressBar(enabled=False if config.quiet else None))
+
+    trainer = Trainer(
+        model,
+        optimizer,
+        wl.loss_fn,
+        scheduler=scheduler,
+        callbacks=callbacks,
+        batch_size=plan["batch_size"],
+        clip={"norm": config.clip_norm} if config.clip_norm else None,
+        precision=config.precision,
+        device=config.device,
+        seed=config.seed,
+        metrics={wl.metric: wl.metric_fn},
+        monitor=f"val_{wl.metric}",
+        mode=wl.metric_mode,
+        eval_every=plan["eval_every"],
+        checkpoint_dir=str(out / "checkpoints") if out is not None else None,
+        checkpoint_every=config.checkpoint_every or (max(1, plan["total_steps"] // 10) if out else None),
+        resume=config.resume and out is not None,
+    )
+
+    record = {k: v for k, v in plan.items() if k != "workload"}
+    resolved = {**config.to_dict(), "resolved": record}
+    store = run_id = None
+    if out is not None:  # everything is valid: now the output folder may be written
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(out / "config.json", config.to_dict())
+        store = RunStore(out / "runs.sqlite")
+        run_id = (config.resume and store.find_running("train")) or store.start("train", resolved)
+
+    status, error = "finished", None
+    start = time.perf_counter()
+    try:
+        trainer.fit(wl.train, wl.val, epochs=plan["epochs"], max_steps=plan["steps"])
+    except NonFiniteLossError as exc:
+        status, error = "diverged", str(exc)
+    wall = time.perf_counter() - start
+
+    summary = _summary(config, plan, trainer, final.results, wall, status, error)
+    if out is not None:
+        _write_json(out / "summary.json", summary)
+        trainer.history.to_csv(out / "metrics.csv")
+        store.finish(run_id, trainer.history.rows, summary, status=status)
+    if error:
+        raise NonFiniteLossError(error)
+    return summary
+
+
+def _summary(config, plan, trainer, final_test, wall, status, error) -> dict[str, Any]:
+    wl = plan["workload"]
+    history = trainer.history
+    last_eval = history.evaluations()[-1] if history.evaluations() else {}
+    final = {k: v for k, v in last_eval.items() if k.startswith("val_")}
+    final.update({f"test_{k}": v for k, v in final_test.items()})
+    best: dict[str, Any] = {"step": trainer.best.step, f"val_{wl.metric}": trainer.best.value}
+    if trainer.best.weights is not None:
+        current = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        trainer.best.restore(trainer.model)
+        best.update({f"test_{k}": v for k, v in trainer.evaluate(wl.test).items()})
+        trainer.model.load_state_dict(current)
+    return {
+        "workload": wl.name,
+        "optimizer": plan["optimizer"],
+        "hparams": plan["hparams"],
+        "schedule": plan["schedule"],
+        "schedule_kwargs": plan["schedule_kwargs"],
+        "batch_size": plan["batch_size"],
+        "seed": config.seed,
+        "steps": trainer.step,
+        "epochs_completed": trainer.epoch,
+        "stop_reason": trainer.stop_reason if status == "finished" else status,
+        "status": status,
+        "error": error,
+        "metric": wl.metric,
+        "wall_seconds": wall,
+        "train_seconds": trainer.train_seconds,
+        "final": final,
+        "best": best,
+        "versions": versions(),
+    }
