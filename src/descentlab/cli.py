@@ -20,6 +20,8 @@ COMMANDS = {
     "list": "list_cmd",
     "plot-schedule": "plot_schedule",
     "train": "train",
+    "compare": "compare",
+    "report": "report",
 }
 
 

@@ -96,19 +96,25 @@ def validate(config: TrainConfig) -> TrainConfig:
     return config
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a configuration file (safe loader); keys may use dashes or underscores."""
+def load_yaml_data(path: str | Path) -> Any:
+    """The contents of a YAML file, read with the safe loader; errors name the file."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise UsageError(f"cannot read config file {str(path)!r}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         raise UsageError(f"malformed YAML in {str(path)!r}{at}: {getattr(exc, 'problem', exc)}") from None
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a configuration file (safe loader); keys may use dashes or underscores."""
+    path = Path(path)
+    data = load_yaml_data(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -1,0 +1,60 @@
+"""``descentlab compare``: strategies side by side on one workload, with a report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import UsageError
+from .train import batch_size
+
+HELP = "compare strategies (optimizers, schedules, settings) on a workload and write a report"
+
+#: the default comparison (what `make demo` runs): the strategies the classic texts teach
+DEFAULT_WORKLOAD = "mnist1d-cnn"
+CLASSIC = "sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workload", default=DEFAULT_WORKLOAD, help=f"workload (default {DEFAULT_WORKLOAD})")
+    p.add_argument("--optimizers", help=f"comma-separated optimizer names (default {CLASSIC})")
+    p.add_argument("--strategies", metavar="FILE.yaml", help="strategies with their own settings (see docs/compare.md)")
+    p.add_argument("--schedule", help="schedule for every strategy that does not set its own")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, help="budget in epochs (default: the workload's recipe)")
+    budget.add_argument("--steps", type=int, help="budget in optimizer steps")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per strategy (default 1)")
+    p.add_argument("--target", type=float, help="validation metric target for time-to-target (e.g. 0.9 accuracy)")
+    p.add_argument("--batch-size", type=batch_size, help="batch size (default: the workload's recipe)")
+    p.add_argument("--eval-every", type=int, help="evaluate every N steps (default: 40 evaluations per run)")
+    p.add_argument("--tune-lr", action="store_true", help="sweep each strategy's lr first (×1/10..×10) and compare tuned lrs")
+    p.add_argument("--out", help="output folder (default runs/compare-<workload>)")
+    p.add_argument("--overwrite", action="store_true", help="replace a comparison already in --out")
+    p.add_argument("--data-dir", help="folder of data files (mnist-cnn)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..compare import from_file, from_names, run_comparison
+
+    if args.optimizers is not None and args.strategies is not None:
+        raise UsageError("give --optimizers or --strategies, not both")
+    if args.strategies is not None:
+        strategies = from_file(args.strategies, args.schedule)
+    else:
+        strategies = from_names(args.optimizers if args.optimizers is not None else CLASSIC, args.schedule)
+    if args.schedule is not None:
+        from .. import schedules
+
+        schedules.get(args.schedule)
+    out = args.out or f"runs/compare-{args.workload}"
+    result = run_comparison(
+        args.workload, strategies, out=out, seeds=args.seeds, steps=args.steps, epochs=args.epochs,
+        target=args.target, batch_size=args.batch_size, eval_every=args.eval_every, tune=args.tune_lr,
+        overwrite=args.overwrite, data_dir=args.data_dir, device=args.device, progress=not args.quiet,
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
+    print(f"report: {result['report']}")
+    print(f"table:  {result['out']}/summary.csv   runs: {result['out']}/runs.sqlite")
+    return 0

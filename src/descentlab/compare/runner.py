@@ -1,0 +1,282 @@
+"""Run a comparison: every strategy × seed on one workload, with equal budgets.
+
+Fairness rules (DeepOBS, AlgoPerf):
+
+* every strategy gets the same number of optimizer steps, and for seed k the
+  same model initialization (``torch.manual_seed(k)`` before ``make_model``)
+  and the same data order (the trainer's batches are seeded with k); the data
+  split is the workload's seed-0 split for all;
+* each strategy's lr is its documented default for the workload unless given;
+  ``tune_lr`` first sweeps lr ∈ default × {1/10, 1/3, 1, 3, 10} for a fifth
+  of the budget (seed 0) and keeps the best by validation metric, so that
+  tuned strategies are compared, not one tuned against untuned ones;
+* time-to-target (AlgoPerf): training seconds and steps until the validation
+  metric first reaches the target, evaluation time excluded; never → ∞.
+* a strategy that diverges (non-finite loss) is recorded as diverged and the
+  comparison goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import optim, schedules, workloads
+from ..errors import UsageError
+from ..train.callbacks import Callback, Diagnostics
+from ..train.store import RunStore
+from ..train.trainer import NonFiniteLossError, Trainer
+from .strategy import Strategy
+
+GROUP = "compare"
+SWEEP = (0.1, 0.3, 1.0, 3.0, 10.0)
+CSV_COLUMNS = ("strategy", "seed", "final_metric", "best_metric", "steps_to_target", "seconds_to_target",
+               "wall_seconds", "status", "optimizer", "lr", "schedule", "test_final_metric")
+
+
+def time_to_target(rows: Sequence[dict[str, Any]], key: str, target: float | None, mode: str) -> tuple[int | None, float | None]:
+    """Steps and training seconds at the first evaluation whose ``key`` reaches ``target``."""
+    if target is None:
+        return None, None
+    for row in rows:
+        value = row.get(key)
+        if isinstance(value, float) and math.isfinite(value) and (value >= target if mode == "max" else value <= target):
+            return row["step"], row["seconds"]
+    return None, None
+
+
+class _Progress(Callback):
+    """Per-run bar and an ETA for the whole comparison (a line per run when not a terminal)."""
+
+    def __init__(self, total_runs: int, steps: int, enabled: bool, log: Callable[[str], None]):
+        self.total_runs, self.steps, self.log = total_runs, steps, log
+        self.enabled = enabled and sys.stderr.isatty()
+        self.done_runs, self.started = 0, time.perf_counter()
+        self.bar = None
+
+    def begin(self, label: str, seed: int) -> None:
+        eta = self.eta()
+        head = f"[{self.done_runs + 1}/{self.total_runs}] {label} seed {seed}"
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.steps, desc=f"{head} (ETA all {eta})", leave=False, file=sys.stderr, dynamic_ncols=True)
+        else:
+            self.log(f"{head}: training {self.steps} steps; ETA for the comparison {eta}")
+
+    def eta(self) -> str:
+        if self.done_runs == 0:
+            return "unknown"
+        per_run = (time.perf_counter() - self.started) / self.done_runs
+        left = per_run * (self.total_runs - self.done_runs)
+        return f"{int(left // 60)}m{int(left % 60):02d}s"
+
+    def on_step_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
+        if self.bar is not None and trainer.step % 20 == 0:
+            self.bar.update(20)
+            self.bar.set_postfix(loss=f"{trainer.last_loss:.3g}", refresh=False)
+
+    def end(self, label: str, summary: dict[str, Any]) -> None:
+        self.done_runs += 1
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        best = summary.get("best_metric")
+        what = "diverged" if summary["status"] == "diverged" else f"best {best:.4g}"
+        self.log(f"    {label}: {what} in {summary['wall_seconds']:.1f} s")
+
+
+def _hparams(strategy: Strategy, wl: workloads.Workload, lr: float | None = None) -> dict[str, Any]:
+    return {**strategy.hparams, "lr": lr if lr is not None else (strategy.lr if strategy.lr is not None else wl.default_lr(strategy.optimizer))}
+
+
+def _build(wl, strategy: Strategy, seed: int, steps: int, lr: float | None = None):
+    torch.manual_seed(seed)
+    model = wl.make_model()
+    optimizer = optim.create(strategy.optimizer, model.parameters(), **_hparams(strategy, wl, lr))
+    scheduler = None
+    if strategy.schedule not in (None, "constant"):
+        kw = dict(strategy.schedule_kwargs)
+        horizon = schedules.get(strategy.schedule).horizon
+        if horizon and horizon not in kw:
+            kw[horizon] = steps
+        scheduler = schedules.create(strategy.schedule, optimizer, **kw)
+    return model, optimizer, scheduler
+
+
+def validate(wl, strategies: Sequence[Strategy], steps: int) -> None:
+    """Build every strategy once, so a bad setting is reported before anything runs."""
+    for s in strategies:
+        try:
+            _build(wl, s, 0, steps)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"strategy {s.label!r}: {exc}") from None
+
+
+def train_one(wl, strategy: Strategy, seed: int, *, steps: int, batch_size, eval_every: int, target: float | None,
+              lr: float | None = None, callbacks: Sequence[Callback] = (), device: str = "auto") -> tuple[dict, list[dict]]:
+    """One run; returns (summary, history rows)."""
+    model, optimizer, scheduler = _build(wl, strategy, seed, steps, lr)
+    key = f"val_{wl.metric}"
+    trainer = Trainer(
+        model, optimizer, wl.loss_fn, scheduler=scheduler, seed=seed, batch_size=batch_size, device=device,
+        clip={"norm": strategy.clip_norm} if strategy.clip_norm else None, metrics={wl.metric: wl.metric_fn},
+        monitor=key, mode=wl.metric_mode, eval_every=eval_every,
+        callbacks=[Diagnostics(every=max(1, steps // 40)), *callbacks],
+    )
+    status, error = "finished", None
+    start = time.perf_counter()
+    try:
+        trainer.fit(wl.train, wl.val, max_steps=steps)
+    except NonFiniteLossError as exc:
+        status, error = "diverged", str(exc)
+    wall = time.perf_counter() - start
+    rows = trainer.history.rows
+    steps_hit, seconds_hit = time_to_target(rows, key, target, wl.metric_mode)
+    final = trainer.history.last(key) if status == "finished" else None
+    test_final = trainer.evaluate(wl.test).get(wl.metric) if status == "finished" else None
+    summary = {
+        "status": status,
+        "error": error,
+        "final_metric": final,
+        "best_metric": trainer.best.value if trainer.best.step is not None else None,
+        "test_final_metric": test_final,
+        "steps_to_target": steps_hit,
+        "seconds_to_target": seconds_hit,
+        "wall_seconds": wall,
+        "train_seconds": trainer.train_seconds,
+        "steps": trainer.step,
+        "lr": optimizer.param_groups[0].get("initial_lr", _hparams(strategy, wl, lr)["lr"]),
+    }
+    return summary, rows
+
+
+def tune_lr(wl, strategy: Strategy, *, steps: int, batch_size, eval_every: int, store: RunStore, log) -> float:
+    """The best lr of the sweep default × SWEEP, by best validation metric (seed 0)."""
+    base = _hparams(strategy, wl)["lr"]
+    best_lr, best_value = base, None
+    for factor in SWEEP:
+        lr = base * factor
+        summary, rows = train_one(wl, strategy, 0, steps=steps, batch_size=batch_size, eval_every=eval_every,
+                                  target=None, lr=lr)
+        run_id = store.start(f"{strategy.label}/lr{lr:.3g}", {**strategy.to_dict(), "lr": lr, "seed": 0}, group="tune")
+        store.finish(run_id, rows, summary, status=summary["status"])
+        value = summary["best_metric"]
+        if value is not None and math.isfinite(value):
+            better = best_value is None or (value > best_value if wl.metric_mode == "max" else value < best_value)
+            if better:
+                best_lr, best_value = lr, value
+    log(f"  tuned {strategy.label}: lr {best_lr:.3g} (swept {base * SWEEP[0]:.3g}..{base * SWEEP[-1]:.3g})")
+    return best_lr
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "inf" if value == math.inf else repr(value)
+    return str(value)
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow([_fmt(row.get(c)) for c in CSV_COLUMNS])
+    os.replace(tmp, path)
+
+
+def run_comparison(
+    workload: str,
+    strategies: Sequence[Strategy],
+    *,
+    out: str | Path,
+    seeds: int = 1,
+    steps: int | None = None,
+    epochs: int | None = None,
+    target: float | None = None,
+    batch_size: int | str | None = None,
+    eval_every: int | None = None,
+    tune: bool = False,
+    overwrite: bool = False,
+    data_dir: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the comparison; write summary.csv, runs.sqlite, the plots and report.html to ``out``."""
+    if not strategies:
+        raise UsageError("no strategies to compare: give --optimizers or --strategies")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise UsageError(f"invalid seeds={seeds!r}: expected an integer >= 1")
+    for name, value in (("steps", steps), ("epochs", epochs), ("eval_every", eval_every)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UsageError(f"invalid {name}={value!r}: expected an integer >= 1")
+    wl = workloads.load(workload, seed=0, data_dir=data_dir)
+    if target is not None:
+        target = wl.check_target(target)
+    recipe = wl.recipe
+    batch_size = batch_size if batch_size is not None else recipe["batch_size"]
+    per_epoch = workloads.recipes.steps_per_epoch(len(wl.train[1]), batch_size)
+    if steps is None:
+        epochs = epochs if epochs is not None else recipe["epochs"]
+        steps = epochs * per_epoch if epochs is not None else recipe["steps"]
+    eval_every = eval_every or max(1, steps // 40)
+    validate(wl, strategies, steps)
+
+    out = Path(out)
+    if (out / "runs.sqlite").exists():
+        if not overwrite:
+            raise UsageError(f"{str(out)!r} already holds a comparison; pass --overwrite or another --out")
+        for name in ("runs.sqlite", "summary.csv", "report.html"):
+            (out / name).unlink(missing_ok=True)
+        for png in out.glob("*.png"):
+            png.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    store = RunStore(out / "runs.sqlite")
+
+    lrs: dict[str, float | None] = {s.label: None for s in strategies}
+    if tune:
+        log(f"tuning the learning rate of {len(strategies)} strategies ({len(SWEEP)} × {max(1, steps // 5)} steps each)")
+        for s in strategies:
+            lrs[s.label] = tune_lr(wl, s, steps=max(1, steps // 5), batch_size=batch_size,
+                                   eval_every=max(1, eval_every // 5), store=store, log=log)
+
+    log(f"comparing {len(strategies)} strategies × {seeds} seed(s) on {wl.name}: {steps} steps each, "
+        f"batch {batch_size}" + (f", target {wl.metric} {target:g}" if target is not None else ""))
+    meter = _Progress(len(strategies) * seeds, steps, progress, log)
+    csv_rows = []
+    for seed in range(seeds):
+        for s in strategies:
+            config = {
+                **s.to_dict(), "strategy": s.label, "hparams": _hparams(s, wl, lrs[s.label]), "seed": seed,
+                "workload": wl.name, "metric": wl.metric, "metric_mode": wl.metric_mode, "target": target,
+                "steps": steps, "batch_size": batch_size, "eval_every": eval_every, "tuned": tune,
+            }
+            run_id = store.start(f"{s.label}/seed{seed}", config, group=GROUP)
+            meter.begin(s.label, seed)
+            summary, rows = train_one(wl, s, seed, steps=steps, batch_size=batch_size, eval_every=eval_every,
+                                      target=target, lr=lrs[s.label], callbacks=[meter], device=device)
+            store.finish(run_id, rows, summary, status=summary["status"])
+            meter.end(s.label, summary)
+            csv_rows.append({
+                **summary, "strategy": s.label, "seed": seed, "optimizer": s.optimizer, "schedule": s.schedule,
+                "steps_to_target": summary["steps_to_target"] if summary["steps_to_target"] is not None or target is None else math.inf,
+                "seconds_to_target": summary["seconds_to_target"] if summary["seconds_to_target"] is not None or target is None else math.inf,
+            })
+    write_csv(out / "summary.csv", csv_rows)
+    from ..report.html import render
+
+    report = render(out)
+    return {"out": str(out), "report": str(report), "rows": csv_rows}
+

@@ -1,0 +1,129 @@
+"""A strategy: an optimizer with its settings, optionally a schedule, regularization and clipping.
+
+From the command line (``--optimizers adam,sgd``: one strategy per name with
+the workload's default lr) or from a YAML file (``--strategies FILE.yaml``)::
+
+    strategies:
+      - name: adam-onecycle          # label in the report (default: the optimizer)
+        optimizer: adam
+        lr: 0.01                     # default: the workload's lr for this optimizer
+        opt: {betas: [0.9, 0.99]}    # more hyperparameters
+        schedule: one_cycle          # default: --schedule, or none
+        sched: {pct_start: 0.25}
+        weight_decay: 0.01
+        l1: 0.0
+        clip_norm: 1.0
+
+A top-level list (without ``strategies:``) is accepted too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import optim, schedules
+from ..errors import UsageError
+from ..train.config import load_yaml_data
+
+KEYS = ("name", "optimizer", "lr", "opt", "schedule", "sched", "weight_decay", "l1", "clip_norm")
+
+
+@dataclass(frozen=True)
+class Strategy:
+    label: str
+    optimizer: str
+    lr: float | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
+    schedule: str | None = None
+    schedule_kwargs: dict[str, Any] = field(default_factory=dict)
+    clip_norm: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def from_names(text: str, schedule: str | None = None) -> list[Strategy]:
+    """``"adam,sgd"`` -> strategies. Every name is checked before any is used,
+    and an unknown name is reported by itself (with close matches)."""
+    names = [n.strip() for n in text.split(",")]
+    if not text.strip() or any(not n for n in names):
+        raise UsageError(f"invalid --optimizers {text!r}: expected a comma-separated list of optimizer names")
+    out = []
+    for name in names:
+        try:
+            canonical = optim.get(name).name
+        except ValueError as exc:
+            raise UsageError(f"strategy {name!r}: {exc}") from None
+        out.append(Strategy(label=canonical, optimizer=canonical, schedule=schedule))
+    return _unique(out)
+
+
+def _number(where: str, key: str, value: Any, allow_none: bool = True) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{where}: invalid {key}={value!r}: expected a number")
+    return float(value)
+
+
+def from_mapping(item: Any, index: int, default_schedule: str | None) -> Strategy:
+    where = f"strategy {index + 1}"
+    if not isinstance(item, dict):
+        raise UsageError(f"{where}: expected a mapping of settings, got {item!r}")
+    unknown = sorted(set(item) - set(KEYS))
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {unknown}; expected {', '.join(KEYS)}")
+    if "optimizer" not in item:
+        raise UsageError(f"{where}: no optimizer given")
+    try:
+        name = optim.get(item["optimizer"]).name
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{where}: {exc}") from None
+    where = f"strategy {item.get('name', name)!r}"
+    hparams = dict(item.get("opt") or {})
+    if not isinstance(hparams, dict):
+        raise UsageError(f"{where}: invalid opt={item['opt']!r}: expected a mapping")
+    for key in ("weight_decay", "l1"):
+        if item.get(key) is not None:
+            hparams[key] = _number(where, key, item[key])
+    schedule = item.get("schedule", default_schedule)
+    if schedule is not None:
+        try:
+            schedule = schedules.get(schedule).name
+        except ValueError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+    sched = item.get("sched") or {}
+    if not isinstance(sched, dict):
+        raise UsageError(f"{where}: invalid sched={sched!r}: expected a mapping")
+    return Strategy(
+        label=str(item.get("name", name)),
+        optimizer=name,
+        lr=_number(where, "lr", item.get("lr")),
+        hparams=hparams,
+        schedule=schedule,
+        schedule_kwargs=dict(sched),
+        clip_norm=_number(where, "clip_norm", item.get("clip_norm")),
+    )
+
+
+def from_file(path: str | Path, default_schedule: str | None = None) -> list[Strategy]:
+    data = load_yaml_data(path)
+    if isinstance(data, dict):
+        if set(data) != {"strategies"}:
+            raise UsageError(f"invalid strategies file {str(path)!r}: expected a list under 'strategies:'")
+        data = data["strategies"]
+    if not isinstance(data, list) or not data:
+        raise UsageError(f"invalid strategies file {str(path)!r}: expected a non-empty list of strategies")
+    return _unique([from_mapping(item, i, default_schedule) for i, item in enumerate(data)])
+
+
+def _unique(strategies: list[Strategy]) -> list[Strategy]:
+    seen: set[str] = set()
+    for s in strategies:
+        if s.label in seen:
+            raise UsageError(f"strategy {s.label!r} is listed twice; give each a distinct name")
+        seen.add(s.label)
+    return strategies
