@@ -3,26 +3,28 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DEMO_ARGS ?=
 
 .PHONY: demo test bench install clean
 
 $(STAMP): pyproject.toml requirements/cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements/cpu.txt
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# The main job on its default: the classic optimizers compared on MNIST-1D (CNN).
 demo: $(STAMP)
-	$(PY) -m descentlab.demo
+	$(VENV)/bin/descentlab compare --overwrite $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
-	$(PY) benchmarks/optimizer_step.py
+	$(PY) -m pip install -q lightning
+	$(PY) benchmarks/trainer_overhead.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
