@@ -145,3 +145,13 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_exact(tmp_path):
     assert _rows(full) == _rows(killed)
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (full, killed))
     assert sa["final"] == sb["final"] and sa["best"] == sb["best"]
+
+
+def test_resuming_a_finished_run_takes_no_extra_step(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--workload", "linreg", "--steps", "40", "--out", str(out), "--quiet"]) == 0
+    first = json.loads((out / "summary.json").read_text())
+    assert main(["train", "--out", str(out), "--resume", "--quiet"]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert again["steps"] == first["steps"] == 40
+    assert again["final"] == first["final"]

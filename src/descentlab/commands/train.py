@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..errors import UsageError
 from .values import parse_pairs
@@ -54,6 +55,10 @@ def config_from_args(args: argparse.Namespace):
     from ..train.config import build, load_yaml
 
     file_values = load_yaml(args.config) if args.config else {}
+    saved = Path(args.out or "") / "config.json"
+    if args.resume and args.out and saved.is_file():
+        # --resume continues the saved run: its settings fill in what the flags do not give
+        file_values = {**json.loads(saved.read_text()), **file_values, "resume": True}
     flags = {
         "workload": args.workload,
         "optimizer": args.optimizer,
@@ -90,16 +95,11 @@ def run(args: argparse.Namespace) -> int:
     from ..train.trainer import NonFiniteLossError
 
     config = config_from_args(args)
-    if config.nproc > 1:
-        from ..train.parallel import run_parallel
-
-        summary = run_parallel(config)
-    else:
-        try:
-            summary = run_training(config, log=lambda msg: print(msg, file=sys.stderr))
-        except NonFiniteLossError as exc:
-            print(f"descentlab: training diverged: {exc}", file=sys.stderr)
-            return 1
+    try:  # run_training hands --nproc > 1 to train.parallel
+        summary = run_training(config, log=lambda msg: print(msg, file=sys.stderr))
+    except NonFiniteLossError as exc:
+        print(f"descentlab: training diverged: {exc}", file=sys.stderr)
+        return 1
     final = summary["final"]
     metric = summary["metric"]
     line = (

@@ -103,7 +103,7 @@ def _check_resume(config: TrainConfig, out: Path) -> None:
         return
     saved = json.loads(saved_path.read_text())
     for key, value in config.to_dict().items():
-        if key in ("resume", "quiet", "out", "device") or value in (None, {}, False):
+        if key in ("resume", "quiet", "out", "device", "nproc") or value in (None, {}, False):
             continue
         if saved.get(key) != value and not (isinstance(value, tuple) and list(value) == saved.get(key)):
             raise UsageError(
@@ -112,17 +112,37 @@ def _check_resume(config: TrainConfig, out: Path) -> None:
             )
 
 
-def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
-    """Train as configured; return the summary (also written to ``out``)."""
+def resumed_config(config: TrainConfig, *, log=print) -> TrainConfig:
+    """With ``resume``: the configuration saved in ``out`` (checked against ``config``)."""
     out = Path(config.out) if config.out else None
     if config.resume and out is not None:
         if (out / "config.json").exists():
             saved = json.loads((out / "config.json").read_text())
             _check_resume(config, out)
-            merged = {**saved, "resume": True, "quiet": config.quiet, "out": config.out, "device": config.device}
+            # How to run (device, processes) may change on resume; what to compute may not.
+            keep = {k: getattr(config, k) for k in ("quiet", "out", "device", "nproc")}
+            merged = {**saved, "resume": True, **keep}
             config = TrainConfig(**merged)
         else:
             log(f"note: nothing to resume in {out}; starting a new run")
+    return config
+
+
+def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
+    """Train as configured; return the summary (also written to ``out``).
+
+    With ``config.nproc > 1`` this runs in every process of a data-parallel
+    group (see :mod:`descentlab.train.parallel`; called outside one, it starts
+    one): only rank 0 writes files or logs.
+    """
+    distributed = config.nproc > 1
+    if distributed and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        from .parallel import run_parallel
+
+        return run_parallel(config, log=log)
+    writes = not distributed or torch.distributed.get_rank() == 0
+    out = Path(config.out) if config.out else None
+    config = resumed_config(config, log=log if writes else lambda msg: None)
     plan = resolve(config)
     wl = plan["workload"]
 
@@ -138,9 +158,13 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
     if config.early_stopping:
         callbacks.append(EarlyStopping(monitor=f"val_{wl.metric}", patience=config.early_stopping, mode=wl.metric_mode))
     callbacks.append(Diagnostics(every=max(1, plan["total_steps"] // 50)))
-    if out is not None:
+    if out is not None and writes:
         callbacks.append(CsvLogger(out / "metrics.csv"))
-    callbacks.append(ProgressBar(enabled=False if config.quiet else None))
+    callbacks.append(ProgressBar(enabled=False if config.quiet or not writes else None))
+    if distributed:  # last, so that checkpoints still resume in one process
+        from .parallel import SameStart
+
+        callbacks.append(SameStart())
 
     trainer = Trainer(
         model,
@@ -160,12 +184,13 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
         checkpoint_dir=str(out / "checkpoints") if out is not None else None,
         checkpoint_every=config.checkpoint_every or (max(1, plan["total_steps"] // 10) if out else None),
         resume=config.resume and out is not None,
+        distributed=distributed,
     )
 
     record = {k: v for k, v in plan.items() if k != "workload"}
     resolved = {**config.to_dict(), "resolved": record}
     store = run_id = None
-    if out is not None:  # everything is valid: now the output folder may be written
+    if out is not None and writes:  # everything is valid: now the output folder may be written
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "config.json", config.to_dict())
         store = RunStore(out / "runs.sqlite")
@@ -180,7 +205,7 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
     wall = time.perf_counter() - start
 
     summary = _summary(config, plan, trainer, final.results, wall, status, error)
-    if out is not None:
+    if out is not None and writes:
         _write_json(out / "summary.json", summary)
         trainer.history.to_csv(out / "metrics.csv")
         store.finish(run_id, trainer.history.rows, summary, status=status)
@@ -209,6 +234,7 @@ def _summary(config, plan, trainer, final_test, wall, status, error) -> dict[str
         "schedule_kwargs": plan["schedule_kwargs"],
         "batch_size": plan["batch_size"],
         "seed": config.seed,
+        "nproc": config.nproc,
         "steps": trainer.step,
         "epochs_completed": trainer.epoch,
         "stop_reason": trainer.stop_reason if status == "finished" else status,

@@ -16,7 +16,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
 from .best import BestTracker
@@ -76,6 +78,11 @@ class Trainer:
         on_nonfinite: "raise" (stop with a message naming the step) or "skip"
             (skip the step; stop after ``max_skips`` consecutive skips).
         log_every: record the training loss every N steps.
+        distributed: train data-parallel in the initialized ``torch.distributed``
+            process group (``descentlab train --nproc N``, or torchrun): the model
+            trains through DistributedDataParallel, each process takes rows
+            ``rank::world`` of every (global) batch, and only rank 0 writes
+            checkpoints. Implied when ``model`` is already a DistributedDataParallel.
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class Trainer:
         on_nonfinite: str = "raise",
         max_skips: int = 10,
         log_every: int = 1,
+        distributed: bool = False,
     ):
         if batch_size is not None:
             check_batch_size(batch_size)
@@ -122,7 +130,22 @@ class Trainer:
         if resume and checkpoint_dir is None:
             raise ValueError("resume=True needs a checkpoint_dir")
 
-        self.model = model.to(self.device)
+        # Data parallel: the training forward goes through the DDP wrapper (which
+        # averages the gradients across processes); everything else (evaluation,
+        # checkpoints, callbacks) sees the plain module, as in one process.
+        wrapper = model if isinstance(model, DistributedDataParallel) else None
+        self.model = (wrapper.module if wrapper is not None else model).to(self.device)
+        self.train_model = self.model
+        self.rank, self.world = 0, 1
+        if wrapper is not None or distributed:
+            if not (dist.is_available() and dist.is_initialized()):
+                raise ValueError("distributed=True needs an initialized torch.distributed process group")
+            self.rank, self.world = dist.get_rank(), dist.get_world_size()
+            if wrapper is None:
+                cuda = self.device.type == "cuda"
+                index = self.device.index if self.device.index is not None or not cuda else torch.cuda.current_device()
+                wrapper = DistributedDataParallel(self.model, device_ids=[index] if cuda else None)
+            self.train_model = wrapper
         self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.scheduler = scheduler
@@ -179,6 +202,8 @@ class Trainer:
         random.seed(self.seed)
         if self.resume:
             self._restore()
+        if self.step >= self.total_steps:  # resumed a run that had already finished
+            self.should_stop, self.stop_reason = True, "max_steps" if max_steps is not None else "epochs"
         self._emit("on_fit_start")
         try:
             while not self.should_stop and (epochs is None or self.epoch < epochs):
@@ -214,13 +239,19 @@ class Trainer:
         accumulated so far)."""
         start = time.perf_counter()
         x, y = self._to_device(batch)
+        share = 1.0
+        if self.world > 1:  # data parallel: this process's rows of the global batch
+            x, y, share = _rows_of(x, y, self.rank, self.world)
         with self._autocast():
-            loss = self.loss_fn(self.model(x), y)
-        if not torch.isfinite(loss):
-            return self._nonfinite(float(loss.detach()), start)
+            loss = self.loss_fn(self.train_model(x), y)
+        batch_loss = loss.detach() if self.world == 1 else _global_mean(loss.detach(), share)
+        if not torch.isfinite(batch_loss):  # the same decision on every process
+            return self._nonfinite(float(batch_loss), start)
         scaled = loss / self.accumulate if self.accumulate > 1 else loss
+        if self.world > 1:  # DDP averages over processes: weight by this shard's rows
+            scaled = scaled * (share * self.world)
         (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-        self._loss_sum += float(loss.detach())
+        self._loss_sum += float(batch_loss)
         if micro % self.accumulate:
             self.train_seconds += time.perf_counter() - start
             return False
@@ -392,7 +423,7 @@ class Trainer:
             cb.load_state_dict(cb_state)
 
     def _save_checkpoint(self) -> None:
-        if self.checkpoint_dir is None:
+        if self.checkpoint_dir is None or self.rank != 0:  # data parallel: rank 0 writes
             return
         if not all(torch.isfinite(p).all() for p in self.model.parameters()):
             return  # never checkpoint a broken model; the previous checkpoint stays
@@ -400,7 +431,7 @@ class Trainer:
         self._emit("on_checkpoint")
 
     def _save_best(self) -> None:
-        if self.checkpoint_dir is not None and self.best.weights is not None:
+        if self.checkpoint_dir is not None and self.best.weights is not None and self.rank == 0:
             ckpt.atomic_save(
                 {"step": self.best.step, "value": self.best.value, "monitor": self.best.monitor, "model": self.best.weights},
                 f"{self.checkpoint_dir}/{ckpt.BEST_FILE}",
@@ -422,6 +453,24 @@ def _is_plateau(scheduler: Any) -> bool:
     return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) or getattr(
         scheduler, "needs_metric", False
     )
+
+
+def _rows_of(x: Tensor, y: Tensor, rank: int, world: int) -> tuple[Tensor, Tensor, float]:
+    """Rows ``rank::world`` of a global batch and their share of it. A process
+    left without rows (a last batch smaller than ``world``) runs one row with
+    share 0, so every process still takes part in the gradient averaging."""
+    n = len(y)
+    xs, ys = x[rank::world], y[rank::world]
+    if len(ys) == 0:
+        return x[:1], y[:1], 0.0
+    return xs, ys, len(ys) / n
+
+
+def _global_mean(loss: Tensor, share: float) -> Tensor:
+    """The global batch's mean loss from each process's (mean) loss and share."""
+    total = (loss.float() * share).reshape(1)
+    dist.all_reduce(total)
+    return total[0]
 
 
 def _is_tensors(data: Any) -> bool:
