@@ -8,11 +8,11 @@ here plus one reference entry in the tests, and it gets every test.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..names import unknown_name
 from .base import Transform
 
 
@@ -66,8 +66,4 @@ def get(name: str) -> OptimizerSpec:
     key = name.strip().lower().replace("-", "_")
     if key in _REGISTRY:
         return _REGISTRY[key]
-    close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(
-        f"unknown optimizer {name!r}{hint} (available: {', '.join(_REGISTRY)})"
-    )
+    raise unknown_name("optimizer", name, _REGISTRY)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..names import unknown_name
 from . import functions as F
 from .validate import (
     ScheduleArgumentError,
@@ -112,10 +113,7 @@ def get(name: str) -> ScheduleSpec:
     key = _ALIASES.get(key, key)
     if key in _REGISTRY:
         return _REGISTRY[key]
-    close = difflib.get_close_matches(key, [*_REGISTRY, *_ALIASES], n=3, cutoff=0.5)
-    close = list(dict.fromkeys(_ALIASES.get(c, c) for c in close))
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown schedule {name!r}{hint} (available: {', '.join(_REGISTRY)})")
+    raise unknown_name("schedule", name, _REGISTRY, _ALIASES)
 
 
 # ---- argument checks: one per argument name, then the cross-checks of a schedule
