@@ -1,18 +1,17 @@
 """MNIST-1D reference accuracies: descentlab's workloads against the published figures.
 
-Trains mnist1d-logreg, mnist1d-mlp and mnist1d-cnn (and, with --gru,
-mnist1d-gru) with each workload's default recipe -- Adam lr 1e-2, L2 3e-4,
+Trains mnist1d-logreg, mnist1d-mlp and mnist1d-cnn with each workload's default recipe -- Adam lr 1e-2, L2 3e-4,
 batch 100, 4000 steps, the last 400 decayed linearly to 0 (WSD) -- in a plain
 PyTorch loop, and prints the final test accuracy beside the published one
 (Greydanus 2020, "Scaling down deep learning"; the mnist1d README):
-logistic regression 32%, MLP 68%, CNN 94%, GRU 91%.
+logistic regression 32%, MLP 68%, CNN 94%.
 
 Each seed fixes both the validation hold-out (10% of the 4000 training
 signals, so the models train on 3600; the published figures used all 4000)
 and the model's initialisation.
 
     python benchmarks/mnist1d_reference.py                 # 3 seeds, ~2-3 min on 2 CPU cores
-    python benchmarks/mnist1d_reference.py --seeds 1 --gru  # the GRU adds ~3 min per seed
+    python benchmarks/mnist1d_reference.py --seeds 1
     python benchmarks/mnist1d_reference.py --json out.json
 """
 
@@ -68,14 +67,13 @@ def train(w: workloads.Workload, seed: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
-    parser.add_argument("--gru", action="store_true", help="also train mnist1d-gru (slow on CPU)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: these models are too small to gain from more)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    names = ["mnist1d-logreg", "mnist1d-mlp", "mnist1d-cnn"] + (["mnist1d-gru"] if args.gru else [])
+    names = ["mnist1d-logreg", "mnist1d-mlp", "mnist1d-cnn"]
     results: dict[str, list[dict[str, float]]] = {}
     t0 = time.perf_counter()
     workloads.load(names[0])  # generate (or read) the cached data set before timing anything

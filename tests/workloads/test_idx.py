@@ -59,7 +59,8 @@ def test_truncated_and_trailing_bytes(tmp_path):
     data = raw_idx(np.zeros((5, 4, 4), dtype=np.uint8))
     path = tmp_path / "t"
     path.write_bytes(data[:-7])
-    with pytest.raises(IdxError, match=r"truncated IDX file: expected 80 bytes of data for shape \(5, 4, 4\), found 73"):
+    truncated = r"truncated IDX file: expected 80 bytes of data for shape \(5, 4, 4\), found 73"
+    with pytest.raises(IdxError, match=truncated):
         read_idx(path)
     path.write_bytes(data[:10])
     with pytest.raises(IdxError, match="truncated IDX file: expected 12 bytes of dimensions, found 6"):

@@ -3,7 +3,7 @@ import pytest
 from descentlab import workloads
 
 EXPECTED = ["linreg", "diabetes", "digits-mlp", "digits-cnn", "mnist1d-logreg", "mnist1d-mlp",
-            "mnist1d-cnn", "mnist1d-gru", "mnist-cnn"]
+            "mnist1d-cnn", "mnist-cnn"]
 
 
 def test_available_lists_every_builtin_workload():
@@ -33,6 +33,12 @@ def test_names_are_normalised():
 def test_invalid_seed(seed):
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         workloads.load("linreg", seed=seed)
+
+
+def test_numpy_integer_seed():
+    import numpy as np
+
+    assert workloads.load("linreg", seed=np.int64(3)).seed == 3
 
 
 def test_non_string_name():

@@ -13,7 +13,7 @@ SIZES = {  # (train, val, test)
     "diabetes": (319, 35, 88),
     "digits-mlp": (1294, 144, 359),
     "digits-cnn": (1294, 144, 359),
-    **{f"mnist1d-{k}": (3600, 400, 1000) for k in ("logreg", "mlp", "cnn", "gru")},
+    **{f"mnist1d-{k}": (3600, 400, 1000) for k in ("logreg", "mlp", "cnn")},
 }
 INPUT_SHAPE = {"linreg": (10,), "diabetes": (10,), "digits-mlp": (64,), "digits-cnn": (1, 8, 8)}
 

@@ -26,7 +26,6 @@ digits-cnn      the same, as (N, 1, 8, 8) for a CNN                  accuracy
 mnist1d-logreg  MNIST-1D (mnist1d package, generated), 4000 / 1000   accuracy
 mnist1d-mlp     the same, MLP 40-100-100-10                          accuracy
 mnist1d-cnn     the same, Greydanus's 3-layer CNN                    accuracy
-mnist1d-gru     the same, Greydanus's bidirectional GRU              accuracy
 mnist-cnn       MNIST from IDX files in ``data_dir``                 accuracy
 ==============  ==================================================  ==========
 """

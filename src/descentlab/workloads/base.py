@@ -48,7 +48,7 @@ class Workload:
             run's length in optimizer steps, so a caller who changes the length
             should change it too). ``descentlab train --workload W`` runs it.
         lr_defaults: the documented default learning rate of each named
-            optimizer on this workload (see :mod:`.lr_defaults`).
+            optimizer on this workload (see :mod:`.recipes`).
         num_classes: number of classes (None for regression).
         seed: the seed the data were split (and, for synthetic data, drawn) with.
         info: provenance: data source, preprocessing, split sizes, published

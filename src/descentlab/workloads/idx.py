@@ -96,7 +96,8 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> Path:
     a = np.asarray(array)
     code = CODES.get(a.dtype.newbyteorder("="))
     if code is None:
-        raise ValueError(f"IDX cannot store dtype {a.dtype}; use one of {sorted(str(np.dtype(v)) for v in DTYPES.values())}")
+        allowed = sorted(str(np.dtype(v).newbyteorder("=")) for v in DTYPES.values())
+        raise ValueError(f"IDX cannot store dtype {a.dtype}; use one of {allowed}")
     if a.ndim > 255:
         raise ValueError(f"IDX stores at most 255 dimensions, got {a.ndim}")
     header = bytes((0, 0, code, a.ndim)) + struct.pack(f">{a.ndim}I", *a.shape)

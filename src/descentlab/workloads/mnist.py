@@ -109,7 +109,7 @@ def mnist_cnn(seed: int, data_dir=None) -> Workload:
         make_model=lambda: ConvNet2d(rows, cols),
         num_classes=10,
         recipe=recipe("adam", 1e-3, batch_size=128, epochs=3),
-        lr_defaults=lr_defaults(adam=1e-3, momentum=3e-2, lamb=1e-2, lars=1.0, adafactor=1e-2, muon=0.02),
+        lr_defaults=lr_defaults(adam=1e-3, momentum=0.02),
         seed=seed,
         info={
             "source": f"IDX files in {Path(data_dir).expanduser()}",

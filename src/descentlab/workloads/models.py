@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
 
@@ -90,21 +89,6 @@ class ConvNet2d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
-
-
-class GRUNet(nn.Module):
-    """The MNIST-1D GRU of Greydanus (2020), ``GRUBase``: a bidirectional GRU of
-    ``hidden`` units over the signal, every time step's output flattened into a
-    linear classifier (length 40, hidden 6: 5,134 parameters)."""
-
-    def __init__(self, length: int = 40, num_classes: int = 10, hidden: int = 6) -> None:
-        super().__init__()
-        self.gru = nn.GRU(input_size=1, hidden_size=hidden, batch_first=True, bidirectional=True)
-        self.head = nn.Linear(2 * hidden * length, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        out, _ = self.gru(x.reshape(x.shape[0], x.shape[-1], 1))
-        return self.head(torch.flatten(out, 1))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +69,6 @@ def load(name: str, seed: int = 0, data_dir: str | os.PathLike | None = None) ->
     unknown name (with close matches), an invalid seed, or missing data.
     """
     spec = get(name)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return spec.build(seed, data_dir)
+    return spec.build(int(seed), data_dir)

@@ -41,7 +41,7 @@ def diabetes(seed: int, data_dir=None) -> Workload:
         train=splits[0], val=splits[1], test=splits[2],
         make_model=lambda: mlp([10, 32, 1], regression=True),
         recipe=recipe("adam", 3e-3, batch_size=32, epochs=50, weight_decay=0.1),
-        lr_defaults=lr_defaults(adam=1e-2, momentum=1e-2, lamb=1e-2, lars=1.0, adafactor=1e-2, muon=0.02),
+        lr_defaults=lr_defaults(adam=3e-3, momentum=3e-3),
         seed=seed,
         info={
             "source": "sklearn.datasets.load_diabetes (bundled)",
@@ -70,7 +70,7 @@ def _digits(seed: int, name: str, image: bool) -> Workload:
     return classification(
         name, description, train=splits[0], val=splits[1], test=splits[2],
         make_model=make_model, num_classes=10, recipe=rec,
-        lr_defaults=lr_defaults(adam=3e-3, momentum=3e-2, lamb=1e-2, lars=1.0, adafactor=1e-2, muon=0.02),
+        lr_defaults=lr_defaults(adam=3e-3, momentum=0.02),
         seed=seed,
         info={
             "source": "sklearn.datasets.load_digits (bundled; the UCI optical digits test set)",

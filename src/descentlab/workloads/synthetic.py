@@ -41,7 +41,7 @@ def linreg(seed: int, data_dir=None) -> Workload:
         train=splits[0], val=splits[1], test=splits[2],
         make_model=lambda: mlp([N_FEATURES, 1], regression=True),
         recipe=recipe("sgd", 0.05, batch_size=32, epochs=20),
-        lr_defaults=lr_defaults(adam=0.03, momentum=0.01, lamb=0.03, lars=1.0, adafactor=0.03, muon=0.02),
+        lr_defaults=lr_defaults(adam=0.03, momentum=0.01),
         seed=seed,
         info={
             "source": "synthetic",
