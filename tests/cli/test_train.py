@@ -155,3 +155,14 @@ def test_resuming_a_finished_run_takes_no_extra_step(tmp_path):
     again = json.loads((out / "summary.json").read_text())
     assert again["steps"] == first["steps"] == 40
     assert again["final"] == first["final"]
+
+
+def test_a_shorter_budget_keeps_the_recipe_schedule_shape():
+    from descentlab.train.config import TrainConfig
+    from descentlab.train.run import resolve
+
+    plan = resolve(TrainConfig(workload="mnist1d-cnn", steps=1000))
+    assert plan["schedule"] == "wsd"
+    assert plan["schedule_kwargs"]["stable_steps"] == 900 and plan["schedule_kwargs"]["decay_steps"] == 100
+    plan = resolve(TrainConfig(workload="mnist1d-cnn", steps=1000, sched={"decay_steps": 50}))
+    assert plan["schedule_kwargs"]["decay_steps"] == 50

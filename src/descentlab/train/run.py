@@ -64,7 +64,6 @@ def resolve(config: TrainConfig) -> dict[str, Any]:
     if schedule is not None:
         schedule = schedules.get(schedule).name
     sched_kw = dict(recipe["schedule_kwargs"]) if schedule == recipe["schedule"] else {}
-    sched_kw.update(config.sched)
 
     batch_size = config.batch_size if config.batch_size is not None else recipe["batch_size"]
     epochs, steps = config.epochs, config.steps
@@ -73,6 +72,8 @@ def resolve(config: TrainConfig) -> dict[str, Any]:
     n_train = len(wl.train[1])
     per_epoch = workloads.recipes.steps_per_epoch(n_train, batch_size)
     total = min(steps or math.inf, (epochs or math.inf) * per_epoch)
+    sched_kw = _fit_phases(sched_kw, recipe, per_epoch, total)
+    sched_kw.update(config.sched)
     horizon = schedules.get(schedule).horizon if schedule is not None else None
     if horizon is not None and horizon not in sched_kw and math.isfinite(total):
         sched_kw[horizon] = int(total)  # e.g. cosine's total_steps: the run's length
@@ -89,6 +90,23 @@ def resolve(config: TrainConfig) -> dict[str, Any]:
         "total_steps": int(total),
         "eval_every": eval_every,
     }
+
+
+#: schedule settings that are lengths of phases of the run (scaled with the budget)
+PHASES = ("warmup_steps", "stable_steps", "decay_steps")
+
+
+def _fit_phases(sched_kw: dict[str, Any], recipe: dict[str, Any], per_epoch: int, total: float) -> dict[str, Any]:
+    """Stretch the recipe's phase lengths (e.g. WSD's stable and decay steps) to
+    another budget, so ``--steps N`` keeps the recipe's shape over N steps."""
+    planned = recipe["steps"] or (recipe["epochs"] or 0) * per_epoch
+    if not planned or not math.isfinite(total) or total == planned:
+        return sched_kw
+    out = dict(sched_kw)
+    for key in PHASES:
+        if isinstance(out.get(key), int):
+            out[key] = max(0, round(out[key] * total / planned))
+    return out
 
 
 def _write_json(path: Path, data: Any) -> None:
