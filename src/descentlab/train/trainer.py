@@ -245,13 +245,14 @@ class Trainer:
         with self._autocast():
             loss = self.loss_fn(self.train_model(x), y)
         batch_loss = loss.detach() if self.world == 1 else _global_mean(loss.detach(), share)
-        if not torch.isfinite(batch_loss):  # the same decision on every process
-            return self._nonfinite(float(batch_loss), start)
+        value = batch_loss.item()  # one read of the loss per batch, for the check and the log
+        if not math.isfinite(value):  # the same decision on every process
+            return self._nonfinite(value, start)
         scaled = loss / self.accumulate if self.accumulate > 1 else loss
         if self.world > 1:  # DDP averages over processes: weight by this shard's rows
             scaled = scaled * (share * self.world)
         (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-        self._loss_sum += float(batch_loss)
+        self._loss_sum += value
         if micro % self.accumulate:
             self.train_seconds += time.perf_counter() - start
             return False
