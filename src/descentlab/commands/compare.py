@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default runs/compare-<workload>)")
     p.add_argument("--overwrite", action="store_true", help="replace a comparison already in --out")
     p.add_argument("--data-dir", help="folder of data files (mnist-cnn)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the built-in workloads are small)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

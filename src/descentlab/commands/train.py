@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of settings (keys as the flags, e.g. batch_size: 64)")
     p.add_argument("--out", help="output folder: summary.json, metrics.csv, checkpoints/, runs.sqlite")
     p.add_argument("--data-dir", help="folder of data files (mnist-cnn: the MNIST IDX files)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the built-in workloads are small)")
     p.add_argument("--device", help="auto (default), cpu or cuda")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line of stdout")
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bar")
