@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..names import unknown_name
 from .base import Workload
 
 Builder = Callable[[int, "str | os.PathLike | None"], Workload]
@@ -56,9 +56,7 @@ def get(name: str) -> WorkloadSpec:
     key = name.strip().lower().replace("_", "-")
     if key in _REGISTRY:
         return _REGISTRY[key]
-    close = difflib.get_close_matches(key, list(_REGISTRY), n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ValueError(f"unknown workload {name!r}{hint} (available: {', '.join(_REGISTRY)})")
+    raise unknown_name("workload", name, _REGISTRY)
 
 
 def load(name: str, seed: int = 0, data_dir: str | os.PathLike | None = None) -> Workload:
