@@ -23,7 +23,11 @@ from torch import Tensor
 from .base import Transform, boolean
 
 #: Keys every param group has, whatever the chain.
-GROUP_KEYS = {"foreach": None, "maximize": False}
+GROUP_KEYS = {"foreach": None, "maximize": False, "fused": None}
+
+
+def _fused_option(value: Any) -> str | None:
+    return None if value is None or isinstance(value, bool) else "None, True or False"
 
 
 def walk(transforms: Iterable[Transform]) -> Iterable[Transform]:
@@ -75,8 +79,10 @@ class ChainOptimizer(torch.optim.Optimizer):
         defaults: hyperparameter values overriding the transforms' defaults.
         name: a label shown in ``repr`` (the registry name for named optimizers).
         fused_step: optional one-pass kernel ``fused_step(params, grads, states,
-            group) -> bool`` tried before the chain; it returns False to decline
-            (see the fused-kernel issue). Must equal the chain.
+            group) -> bool`` tried before the chain unless the group's ``fused``
+            is False; it returns False to decline. Must equal the chain. If it
+            has ``why_not(group) -> str | None``, a group with ``fused=True``
+            that it cannot serve is refused when added (see ``optim/fused``).
     """
 
     def __init__(
@@ -121,12 +127,17 @@ class ChainOptimizer(torch.optim.Optimizer):
             raise ValueError("the same parameter appears twice in a param group; pass each tensor once")
         super().add_param_group({**param_group, "params": params})
         group = self.param_groups[-1]
-        for key, check in (("maximize", boolean),):
+        for key, check in (("maximize", boolean), ("fused", _fused_option)):
             message = check(group[key])
             if message:
                 raise ValueError(f"invalid {key}={group[key]!r}: expected {message}")
         for t in walk(self.transforms):
             t.validate(group)
+        if group["fused"] is True:
+            why_not = getattr(self._fused_step, "why_not", None)
+            reason = "has no fused kernel" if self._fused_step is None else why_not and why_not(group)
+            if reason:
+                raise ValueError(f"fused=True: {self.name} {reason}")
 
     # -- the step -------------------------------------------------------------
 
@@ -165,7 +176,8 @@ class ChainOptimizer(torch.optim.Optimizer):
                 states.append(state)
             if group["maximize"]:
                 grads = torch._foreach_neg(grads)
-            if self._fused_step is not None and self._fused_step(params, grads, states, group):
+            fused = self._fused_step is not None and group.get("fused") is not False
+            if fused and self._fused_step(params, grads, states, group):
                 continue
             foreach = self._use_foreach(group, params)
             updates = grads

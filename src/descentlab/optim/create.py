@@ -6,6 +6,9 @@ Regularization every optimizer takes, whatever its own ``weight_decay`` means
 * ``l1``: L1 penalty coefficient, adds ``l1·sign(p)`` to the gradient;
 * ``l2``: coupled L2 coefficient, adds ``l2·p`` to the gradient;
 * ``decoupled_decay``: AdamW-style decay ``p ← p − lr·decoupled_decay·p``;
+* ``fused``: the one-pass fused step (``optim/fused``): ``None`` (default)
+  uses it when the tensors allow and ``foreach`` is unset, ``True`` demands it
+  (ValueError naming why where impossible), ``False`` forbids it;
 * ``exclude_from_decay``: which parameters get none of these nor the
   optimizer's own ``weight_decay``. ``None`` (default, as the references):
   every parameter is decayed. Otherwise a rule of ``masks.py``: ``"auto"``
@@ -21,7 +24,7 @@ from typing import Any
 
 from torch import Tensor
 
-from . import registry
+from . import fused, registry
 from .base import Transform
 from .chain import ChainOptimizer
 from .masks import Rule, selector
@@ -29,7 +32,14 @@ from .transforms.regularize import AddL1, AddL2, DecayWeights
 from .transforms.scale import ScaleByLr
 
 #: Options every named optimizer accepts besides its own hyperparameters.
-UNIVERSAL = {"l1": 0.0, "l2": 0.0, "decoupled_decay": 0.0, "foreach": None, "maximize": False}
+UNIVERSAL = {
+    "l1": 0.0,
+    "l2": 0.0,
+    "decoupled_decay": 0.0,
+    "foreach": None,
+    "maximize": False,
+    "fused": None,
+}
 DECAY_KEYS = ("weight_decay", "l1", "l2", "decoupled_decay")
 
 Exclude = Rule | None
@@ -107,7 +117,7 @@ def create(name: str, params: Iterable[Any], **hparams: Any) -> ChainOptimizer:
         _regularized(spec.build()),
         values,
         name=spec.name,
-        fused_step=spec.fused_step,
+        fused_step=spec.fused_step or fused.fused_step_for(spec.name),
     )
 
 

@@ -1,0 +1,269 @@
+"""Fused one-pass optimizer steps, and when they are used.
+
+An optimizer step is memory-bound: the fastest step reads each parameter,
+gradient and state element once and writes each once. The readable chain of
+transforms makes one pass per operation instead. For each named optimizer
+listed in :data:`KERNELS` there is a step that does it in one pass:
+
+* torch's own fused kernels where torch has the exact algorithm and rounds
+  close enough to the chain (adam, amsgrad, sgd, momentum, nesterov,
+  adagrad on CPU and CUDA; adamw on CUDA): ``torch_kernels.py``;
+* C++ kernels of ours, built once with torch's extension builder and run with
+  ``at::parallel_for`` (CPU): adamw (torch's CPU kernel drifts 5e-6 from the
+  chain in 100 steps, see ``cpu_kernels.adamw``), lion, rmsprop, adadelta,
+  adamax, nadam, radam, adamw_schedulefree, lamb, lars, and adam/amsgrad
+  when the universal ``l1``/``l2``/``decoupled_decay`` are used, which
+  torch's kernels do not take: ``cpu_kernels.py``, ``kernels.cpp``,
+  ``build.py``.
+
+Adafactor (factored row/column statistics), Prodigy (group-wide sums that
+feed back into the same step) and Muon (Newton–Schulz matrix products, which
+are compute-bound, not memory-bound) have none.
+
+``optim.create`` attaches a :class:`FusedStep` to every optimizer that has a
+kernel; the param-group option ``fused`` decides (see docs/optimizers.md,
+"Fused kernels"):
+
+* ``None`` (default): the fused step when the group's ``foreach`` is also
+  ``None`` (an explicit ``foreach`` asks for that chain path: ``False`` is
+  the readable ground truth the tests compare with, ``True`` the multi-tensor
+  path) and every parameter, gradient and state tensor is a contiguous
+  float32/float64 tensor on a device the kernel supports, and no option the
+  kernel lacks is in use; otherwise the chain, silently.
+* ``True``: the fused step or an error: ValueError at construction (and
+  RuntimeError at a step) naming what prevents it.
+* ``False``: always the chain.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import cpu_kernels, torch_kernels
+from .build import FusedUnavailable, available as cpp_available
+
+__all__ = ["KERNELS", "FusedKernel", "FusedStep", "FusedUnavailable", "fused_step_for", "mechanism", "names"]
+
+DTYPES = (torch.float32, torch.float64)
+REGULARIZATION = ("l1", "l2", "decoupled_decay")
+
+StepFn = Callable[[list[Tensor], list[Tensor], list[dict], dict], None]
+Check = Callable[[Mapping[str, Any], "list[dict] | None"], "str | None"]
+
+
+def _amsgrad_state(group: Mapping[str, Any], states: list[dict] | None) -> str | None:
+    if states is not None and group.get("amsgrad") and any("max_exp_avg_sq" not in s for s in states):
+        return "amsgrad was switched on after the state was created (there is no max_exp_avg_sq)"
+    return None
+
+
+def _train_mode(group: Mapping[str, Any], states: list[dict] | None) -> str | None:
+    # A step in eval mode is an error; the chain raises it with the full explanation.
+    return None if group.get("train_mode", True) else "the group is in eval mode"
+
+
+@dataclass(frozen=True)
+class FusedKernel:
+    """The fused steps of one named optimizer, by device.
+
+    Each step is ``step(params, grads, states, group)``, doing the whole update
+    in place, state in the chain's keys and format.
+
+    Attributes:
+        cpu: the step on CPU tensors.
+        cpu_regularized: the CPU step when a universal ``l1``, ``l2`` or
+            ``decoupled_decay`` is non-zero (torch's kernels do not take them;
+            ours do). None: the chain does such steps.
+        cuda: the step on CUDA tensors (torch's kernels), or None.
+        check: group options or states no step covers (returns why, or None).
+        l2_is_weight_decay: the optimizer's own ``weight_decay`` is coupled L2
+            (sgd, adam, adagrad), so a universal ``l2`` alone is the same
+            arithmetic and the plain steps serve it (the chain adds ``l2·p``
+            and then ``0·p``: bit for bit ``weight_decay=l2``).
+    """
+
+    cpu: StepFn
+    cpu_regularized: StepFn | None = None
+    cuda: StepFn | None = None
+    check: Check | None = None
+    l2_is_weight_decay: bool = False
+
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu", "cuda") if self.cuda is not None else ("cpu",)
+
+
+def mechanism(step: StepFn) -> str:
+    """``"torch"`` for torch's ``_fused_*`` kernels, ``"cpp"`` for ``kernels.cpp``."""
+    return "cpp" if step.__module__ == cpu_kernels.__name__ else "torch"
+
+
+def _torch(step: StepFn, check: Check | None = None, regularized: StepFn | None = None) -> FusedKernel:
+    return FusedKernel(cpu=step, cpu_regularized=regularized, cuda=step, check=check, l2_is_weight_decay=True)
+
+
+def _cpp(step: StepFn, check: Check | None = None) -> FusedKernel:
+    return FusedKernel(cpu=step, cpu_regularized=step, check=check)
+
+
+#: The lookup table ``optim.create`` consults: optimizer name -> kernels.
+KERNELS: dict[str, FusedKernel] = {
+    "sgd": _torch(torch_kernels.sgd),
+    "momentum": _torch(torch_kernels.sgd),
+    "nesterov": _torch(torch_kernels.sgd),
+    "adam": _torch(torch_kernels.adam, _amsgrad_state, regularized=cpu_kernels.adam),
+    "amsgrad": _torch(torch_kernels.adam, _amsgrad_state, regularized=cpu_kernels.adam),
+    # torch's _fused_adamw_ drifts from the chain (see cpu_kernels.adamw); ours on CPU.
+    "adamw": FusedKernel(cpu=cpu_kernels.adamw, cpu_regularized=cpu_kernels.adamw,
+                         cuda=torch_kernels.adamw, check=_amsgrad_state),
+    "adagrad": _torch(torch_kernels.adagrad),
+    "rmsprop": _cpp(cpu_kernels.rmsprop),
+    "adadelta": _cpp(cpu_kernels.adadelta),
+    "adamax": _cpp(cpu_kernels.adamax),
+    "nadam": _cpp(cpu_kernels.nadam),
+    "radam": _cpp(cpu_kernels.radam),
+    "lion": _cpp(cpu_kernels.lion),
+    "lamb": _cpp(cpu_kernels.lamb, _amsgrad_state),
+    "lars": _cpp(cpu_kernels.lars),
+    "adamw_schedulefree": _cpp(cpu_kernels.adamw_schedulefree, _train_mode),
+}
+
+
+def names() -> list[str]:
+    """The optimizers that have a fused kernel."""
+    return list(KERNELS)
+
+
+def _describe(t: Tensor) -> str:
+    return f"{t.dtype} tensor of shape {tuple(t.shape)} on {t.device}"
+
+
+def _on(t: Tensor, kind: str, index: int) -> bool:
+    """Whether ``t`` is on the device (type ``kind``, CUDA ``index``); cheaper than ``t.device``."""
+    if kind == "cpu":
+        return t.is_cpu
+    if kind == "cuda":
+        return t.is_cuda and t.get_device() == index
+    return t.device.type == kind
+
+
+def _tensor_problem(tensors: list[Tensor], devices: tuple[str, ...]) -> str | None:
+    """Why these tensors cannot go to a kernel for ``devices`` (None if they can).
+
+    Runs at every step: a fast pass of cheap checks, the message only on failure.
+    """
+    if not tensors:
+        return None
+    where = " or ".join(d.upper() for d in devices)
+    first = tensors[0]
+    kind, index = first.device.type, first.get_device()
+    for t in tensors:
+        if t.dtype in DTYPES and _on(t, kind, index) and t.is_contiguous() and not t.is_sparse:
+            continue
+        if not _on(t, kind, index):
+            return f"needs all its tensors on one device, got {first.device} and {t.device}"
+        if t.dtype in DTYPES and not t.is_sparse:
+            return f"needs contiguous float32/float64 {where} tensors, got a non-contiguous {_describe(t)}"
+        return f"needs contiguous float32/float64 {where} tensors, got a {_describe(t)}"
+    if kind not in devices:
+        return f"needs contiguous float32/float64 {where} tensors, got a {_describe(first)}"
+    return None
+
+
+class FusedStep:
+    """The ``fused_step`` a named optimizer's :class:`ChainOptimizer` calls.
+
+    ``__call__`` returns True when it did the step, False to let the chain do
+    it; with ``fused=True`` it raises instead of declining.
+    """
+
+    def __init__(self, name: str, kernel: FusedKernel):
+        self.name = name
+        self.kernel = kernel
+        self._warned = False
+
+    def __repr__(self) -> str:
+        return f"FusedStep({self.name!r}, devices={self.kernel.devices()})"
+
+    # -- which step, or why none ------------------------------------------------
+
+    def select(self, group: Mapping[str, Any], device: torch.device) -> tuple[StepFn | None, str | None]:
+        """The step for this group's options on ``device``, or (None, why not)."""
+        if group.get("foreach") is True:
+            return None, "cannot be combined with foreach=True (pick one path)"
+        regularized = [k for k in REGULARIZATION if group.get(k, 0) != 0]
+        if regularized == ["l2"] and self.kernel.l2_is_weight_decay and group.get("weight_decay", 0) == 0:
+            regularized = []  # the plain kernels take l2 as their weight_decay
+        if device.type == "cuda":
+            step = None if regularized else self.kernel.cuda
+        elif device.type == "cpu":
+            step = self.kernel.cpu_regularized if regularized else self.kernel.cpu
+        else:
+            step = None
+        if step is None and regularized:
+            return None, (
+                f"has no fused kernel on {device.type} that takes {', '.join(regularized)}; "
+                "leave fused unset to use the chain"
+            )
+        if step is None:
+            return None, f"has no fused kernel for {device.type} tensors"
+        return step, None
+
+    def why_not(self, group: Mapping[str, Any]) -> str | None:
+        """Why ``fused=True`` is impossible for this param group (None if it is possible).
+
+        Checked when the group is added; builds the C++ kernels if needed.
+        """
+        params = [p[1] if isinstance(p, tuple) else p for p in group["params"]]
+        return self._problem(params, None, None, group)[1]
+
+    def _problem(self, params, grads, states, group) -> tuple[StepFn | None, str | None]:
+        """The step to run, or (None, why not). State tensors are checked by the kernels
+        themselves (the chain and load_state_dict give them the parameter's dtype and device)."""
+        problem = _tensor_problem(params, self.kernel.devices())
+        if problem:
+            return None, problem
+        if not params:
+            return None, None
+        first = params[0]
+        step, problem = self.select(group, first.device)
+        problem = problem or (self.kernel.check(group, states) if self.kernel.check else None)
+        if problem:
+            return None, problem
+        if grads is not None:
+            kind, index = ("cpu", -1) if first.is_cpu else ("cuda", first.get_device())
+            for p, g in zip(params, grads):
+                if g.dtype != p.dtype or not _on(g, kind, index):
+                    return None, f"got a {_describe(g)} as the gradient of a {_describe(p)}"
+        if mechanism(step) == "cpp":
+            problem = cpp_available()
+        return (None, problem) if problem else (step, None)
+
+    # -- the step ------------------------------------------------------------------
+
+    def __call__(self, params: list[Tensor], grads: list[Tensor], states: list[dict], group: dict) -> bool:
+        mode = group.get("fused")
+        if mode is False or (mode is None and group.get("foreach") is not None):
+            return False
+        step, problem = self._problem(params, grads, states, group)
+        if step is None:
+            if mode:
+                raise RuntimeError(f"fused=True: {self.name} {problem}")
+            if problem is not None and problem == cpp_available() and not self._warned:
+                self._warned = True
+                warnings.warn(f"{self.name}: using the unfused chain: {problem}", RuntimeWarning, stacklevel=3)
+            return False
+        grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
+        step(params, grads, states, group)
+        return True
+
+
+def fused_step_for(name: str) -> FusedStep | None:
+    """The fused step of a named optimizer, or None when it has no kernel."""
+    kernel = KERNELS.get(name)
+    return None if kernel is None else FusedStep(name, kernel)
