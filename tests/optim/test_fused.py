@@ -350,7 +350,7 @@ def test_build_is_cached():
     """Once built (tests above, or the cache), loading takes no compile."""
     problem = build.available()
     if problem is not None:
-        pytest.skip(f"C++ kernels unavailable: {problem}")
+        pytest.skip(reason=f"C++ kernels unavailable: {problem}")
     assert build.build_seconds() is not None
     assert build.ops() is build.ops()
 

@@ -51,7 +51,7 @@ def chromium() -> str:
         reason = _install_chromium()  # once per module: the fixture's result is cached
         found = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
         if found is None:
-            pytest.skip(reason or "chromium was installed but no chromium executable was found")
+            pytest.skip(reason=reason or "chromium was installed but no chromium executable was found")
     return found
 
 

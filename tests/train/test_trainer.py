@@ -239,7 +239,7 @@ def test_plateau_schedule_is_stepped_with_the_validation_value():
 )
 def test_invalid_options(options, message):
     if options.get("device") and torch.cuda.is_available():
-        pytest.skip("reason: this machine has CUDA, so the device exists")
+        pytest.skip(reason="this machine has CUDA, so the device exists")
     with pytest.raises(ValueError, match=message):
         make(**options)
 
