@@ -19,9 +19,14 @@ steps. Shared machines are noisy: compare the ratios within one run.
 
 Columns:
 
-* ``B/param``: the bytes an optimal step must move per float32 parameter (read
-  p, g and the state, write p and the state; LAMB and LARS need a second pass
-  for their norms). ``GB/s`` = that traffic / the step time, i.e. the
+* ``B/param``: the bytes an optimal step must move per float32 parameter:
+  read p, g and the state, write p and the state, plus the passes that sums
+  over whole tensors force before anything can be written: LAMB and LARS a
+  second pass for their trust ratios (40 = 24 + 16, 28 = 8 + 20); Prodigy a
+  second pass for the step size d estimated from group sums (48 = 20 + 28,
+  see csrc/multi_pass.cpp); Adafactor three passes over g, since its column
+  statistics and the RMS of its update each need all of g first (24 = 4 +
+  8 + 12). ``GB/s`` = that traffic / the step time, i.e. the
   bandwidth the implementation achieves on the algorithm's minimal traffic;
   ``×best`` divides it by the fastest torch fused kernel's GB/s in this run
   (the machine's practical memory bandwidth).
@@ -63,7 +68,7 @@ QUICK_SHAPES = [(256, 1024)] * 16 + [(1024, 1024)] * 2 + [(1024,)] * 40 + [(1571
 BYTES = {
     "sgd": 12, "momentum": 20, "nesterov": 20, "adam": 28, "amsgrad": 36, "adamw": 28,
     "adagrad": 20, "rmsprop": 20, "adadelta": 28, "adamax": 28, "nadam": 28, "radam": 28,
-    "adafactor": 12, "muon": 20, "lion": 20, "lamb": 40, "lars": 28, "prodigy": 40,
+    "adafactor": 24, "muon": 20, "lion": 20, "lamb": 40, "lars": 28, "prodigy": 48,
     "adamw_schedulefree": 28,
 }  # fmt: skip
 #: Ours must be ≤ 1.05× this torch fused step.

@@ -141,7 +141,7 @@ def test_fused_equals_chain_float64(name):
 
 
 @needs_cpp
-@pytest.mark.parametrize("name", ["lion", "adamw", "lamb", "lars"])
+@pytest.mark.parametrize("name", ["lion", "adamw", "lamb", "lars", "prodigy", "adafactor"])
 def test_fused_equals_chain_on_two_threads(name):
     """Several parallel chunks (and per-chunk norm sums) give the same result."""
     threads = torch.get_num_threads()
@@ -152,6 +152,31 @@ def test_fused_equals_chain_on_two_threads(name):
     finally:
         torch.set_num_threads(threads)
     _assert_equal(chain, chain_p, fast, fast_p, name, exact=name in BITWISE)
+
+
+@needs_cpp
+@pytest.mark.parametrize("threads", [1, 2])
+def test_adafactor_factors_stacks_of_matrices(threads):
+    """ndim > 2: row and column statistics per matrix of the stack (the last two
+    dims), and a 1×1 parameter, on one and two threads."""
+    shapes = [(4, 6, 5), (2, 3, 7, 9), (1, 1), (3, 300, 130)]
+    grads = make_grads(shapes, steps=30)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        results = []
+        for mode in ({"foreach": False}, {"fused": True}):
+            params = make_params(shapes)
+            opt = optim.create("adafactor", params, lr=0.05, weight_decay=0.01, **mode)
+            calls = _spy(opt)
+            _run("adafactor", "default", {}, mode, grads=grads, steps=30, params=params, opt=opt)
+            assert all(calls) if mode.get("fused") else not any(calls)
+            results.append((opt, params))
+    finally:
+        torch.set_num_threads(threads_before)
+    (chain, chain_p), (fast, fast_p) = results
+    _assert_equal(chain, chain_p, fast, fast_p, "adafactor", exact=False)
+    assert fast.state[fast_p[0]]["row_var"].shape == (4, 6, 1)
 
 
 @needs_cpp

@@ -131,6 +131,8 @@ KERNELS: dict[str, FusedKernel] = {
     "lamb": _cpp(cpu_kernels.lamb, _amsgrad_state),
     "lars": _cpp(cpu_kernels.lars),
     "adamw_schedulefree": _cpp(cpu_kernels.adamw_schedulefree, _train_mode),
+    "prodigy": _cpp(cpu_kernels.prodigy),
+    "adafactor": _cpp(cpu_kernels.adafactor),
 }
 
 

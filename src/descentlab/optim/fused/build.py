@@ -1,4 +1,4 @@
-"""Build (once) and load the C++ kernels of ``kernels.cpp``.
+"""Build (once) and load the C++ kernels of ``csrc/`` (``one_pass.cpp``, ``multi_pass.cpp``).
 
 The kernels are a torch C++ extension compiled on first use with
 ``torch.utils.cpp_extension.load`` (needs a C++ compiler and the ``ninja``
@@ -18,6 +18,7 @@ not ask for), which is what makes the kernels match the readable chain.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -26,7 +27,7 @@ from types import SimpleNamespace
 
 import torch
 
-SOURCE = Path(__file__).with_name("kernels.cpp")
+SOURCES = [Path(__file__).with_name("csrc") / name for name in ("one_pass.cpp", "multi_pass.cpp")]
 NAMESPACE = "descentlab_fused"
 
 # What torch compiles its own kernels of each capability with: the defines
@@ -59,6 +60,15 @@ def _capability() -> str:
     return cap if cap in _FLAGS else "DEFAULT"  # e.g. ZVECTOR, SVE: the portable code
 
 
+def _header_digest() -> str:
+    """A define carrying the hash of the headers: torch rebuilds when the sources
+    or the flags change, and does not read the headers the sources include."""
+    digest = hashlib.sha256()
+    for header in sorted(SOURCES[0].parent.glob("*.h")):
+        digest.update(header.read_bytes())
+    return f"-DDESCENTLAB_HEADERS={digest.hexdigest()[:16]}"
+
+
 def build_seconds() -> float | None:
     """How long the last call of :func:`ops` spent building or loading (None before)."""
     return None if _loaded is None else _loaded.seconds
@@ -86,8 +96,9 @@ def ops():
             cap = _capability()
             load(
                 name=f"{NAMESPACE}_{cap.lower()}",
-                sources=[str(SOURCE)],
-                extra_cflags=[*_COMMON, *_FLAGS[cap]],
+                sources=[str(s) for s in SOURCES],
+                extra_include_paths=[str(SOURCES[0].parent)],
+                extra_cflags=[*_COMMON, *_FLAGS[cap], _header_digest()],
                 is_python_module=False,
                 verbose=bool(os.environ.get("DESCENTLAB_FUSED_VERBOSE")),
             )

@@ -1,4 +1,4 @@
-"""Steps that call the one-pass C++ kernels of ``kernels.cpp`` (CPU only).
+"""Steps that call the C++ kernels of ``csrc/`` (CPU only).
 
 Each function takes the chain's arguments ``(params, grads, states, group)``,
 computes the per-tensor scalars (bias corrections, NAdam's momentum schedule,
@@ -17,9 +17,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..transforms.adaptive import ScaleByNadam, ScaleByRadam, ScaleByRms
+from ..transforms.factored import ScaleByRelativeStep, _rms_divisor
+from ..transforms.prodigy import ProdigyStep
 from ..transforms.schedulefree import ScheduleFreeAdamWStep
 from .build import ops
 
@@ -27,6 +30,8 @@ from .build import ops
 _NADAM = ScaleByNadam()
 _RADAM = ScaleByRadam()
 _SCHEDULE_FREE = ScheduleFreeAdamWStep()
+_PRODIGY = ProdigyStep()
+_RELATIVE_STEP = ScaleByRelativeStep()
 
 
 def _reg(group: dict[str, Any]) -> dict[str, float]:
@@ -174,4 +179,65 @@ def lars(params, grads, states, group) -> None:
         lr=float(group["lr"]), weight_decay=group["weight_decay"], momentum=mu,
         dampening=group["dampening"], trust_coefficient=group["trust_coefficient"],
         nesterov=bool(group["nesterov"]), **_reg(group),
+    )
+
+
+def prodigy(params, grads, states, group) -> None:
+    """Two passes: s and the group sums, then (with the new d) the moments and the step.
+
+    The sums are accumulated per tensor in double and rounded to the dtype of
+    the chain's per-tensor sums; the group's estimate of d is then computed by
+    the chain's own code (``ProdigyStep.advance``), in the chain's order.
+    """
+    c = _PRODIGY.begin(group)
+    reg = _reg(group)
+    sums = ops().prodigy_sums(
+        params, grads, [s["p0"] for s in states], [s["s"] for s in states],
+        beta3=c["beta3"], s_scale=c["s_scale"], weight_decay=c["coupled"], l1=reg["l1"], l2=reg["l2"],
+    )
+    wide = any(p.dtype == torch.float64 for p in params)
+    dots, l1s = sums.to(torch.float64 if wide else torch.float32).unbind(0)
+    d_new = _PRODIGY.advance(group, params, list(dots.unbind(0)), list(l1s.unbind(0)), c)
+    eps = group["eps"]
+    d, d_lr, (beta1, beta2) = c["d"], c["d_lr"], (c["beta1"], c["beta2"])
+    ops().prodigy_step(
+        params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+        beta1=beta1, m_scale=d * (1.0 - beta1), beta2=beta2, v_scale=d * d * (1.0 - beta2),
+        move=d_new is not None, keep=_PRODIGY.keep(group, d_lr), neg_step=-d_lr,
+        eps_d=0.0 if d_new is None or eps is None else d_new * eps, atan2=eps is None,
+        weight_decay=c["coupled"], **reg,
+    )
+
+
+def _rounded(x: float, dtype: torch.dtype) -> float:
+    """``x`` rounded to ``dtype``, as a norm computed in that dtype is."""
+    return float(np.float32(x)) if dtype == torch.float32 else x
+
+
+def adafactor(params, grads, states, group) -> None:
+    """Three passes: the factored statistics, the norms of U and p, the step.
+
+    The per-tensor clipping denominator, parameter scale and relative step are
+    computed from the norms with the chain's formulas (``ClipByBlockRms``,
+    ``ScaleByParamBlockRms``, ``ScaleByRelativeStep``).
+    """
+    tau, (eps1, eps2), d, lr = group["beta2_decay"], group["eps"], group["d"], float(group["lr"])
+    factored = [int(p.dim() > 1) for p in params]
+    firsts = [s["row_var"] if f else s["variance"] for s, f in zip(states, factored)]
+    seconds = [s["col_var"] if f else s["variance"] for s, f in zip(states, factored)]
+    eps1s = [torch.finfo(p.dtype).eps if eps1 is None else eps1 for p in params]
+    reg = _reg(group)
+    sums = ops().adafactor_sums(
+        params, grads, firsts, seconds, factored, [s["step"] ** tau for s in states], eps1s,
+        l1=reg["l1"], l2=reg["l2"],
+    )
+    denoms, scales, neg_rhos = [], [], []
+    for p, s, u_sq, p_sq in zip(params, states, *sums.tolist()):
+        root = _rms_divisor(p)
+        denoms.append(max(1.0, _rounded(math.sqrt(u_sq), p.dtype) / (root * d)))
+        scales.append(max(eps2, _rounded(math.sqrt(p_sq), p.dtype) / root))
+        neg_rhos.append(-_RELATIVE_STEP._rho(group, s))
+    ops().adafactor_step(
+        params, grads, firsts, seconds, factored, eps1s, denoms, scales, neg_rhos,
+        own_decay=-(lr * group["weight_decay"]), **reg,
     )

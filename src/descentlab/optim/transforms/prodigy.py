@@ -134,7 +134,14 @@ class ProdigyStep(Transform):
         d_hat = self.hp(group, "d_coef") * numerator / de_nom
         return tuple(torch.cat([numerator, de_nom, d_hat]).tolist())
 
-    def update(self, updates, params, states, group, foreach):
+    def begin(self, group) -> dict[str, Any]:
+        """Start a step of the group: advance its step count (creating the
+        group-level quantities on the first step) and return the scalars of
+        this step: ``beta1``, ``beta2``, ``beta3``, ``d``, ``d_lr`` (η),
+        ``s_scale``, ``alpha`` (the weight of ⟨g, x₀ − x⟩ in r) and
+        ``coupled`` (the weight-decay factor added to the gradient, 0 unless
+        weight_decouple=False). Shared with the fused kernel (fused/cpu_kernels.py)."""
+
         def hp(role):
             return self.hp(group, role)
 
@@ -152,12 +159,42 @@ class ProdigyStep(Transform):
             bias = (1.0 - math.pow(beta1, t)) / math.sqrt(1.0 - math.pow(beta2, t))
         d = group["d"]
         d_lr = d * lr / bias
-        s_scale = (d / d0) * (d if hp("safeguard_warmup") else d_lr)
-        if wd != 0 and not hp("weight_decouple"):
+        return {
+            "beta1": beta1, "beta2": beta2, "beta3": beta3, "d": d, "d_lr": d_lr,
+            "s_scale": (d / d0) * (d if hp("safeguard_warmup") else d_lr),
+            "alpha": (d / d0) * d_lr,
+            "coupled": wd if wd != 0 and not hp("weight_decouple") else 0.0,
+        }  # fmt: skip
+
+    def advance(self, group, params, dots, l1s, c) -> float | None:
+        """The new estimate of ``d`` from the group sums of this step (stored in
+        the group), or None when ``Σ‖s‖₁ = 0`` (nothing to estimate from: no step)."""
+        numerator, de_nom, d_hat = self._estimate(group, params, dots, l1s, c["alpha"], c["beta3"])
+        group["d_numerator"], group["d_de_nom"] = numerator, de_nom
+        if de_nom == 0:
+            return None
+        d = c["d"]
+        d_new = max(d, d_hat) if d == self.hp(group, "d0") else d
+        d_max = max(group["d_max"], d_hat)
+        d_new = min(d_max, d_new * self.hp(group, "growth_rate"))
+        group.update(d=d_new, d_max=d_max, d_hat=d_hat)
+        return d_new
+
+    def keep(self, group, d_lr: float) -> float:
+        """The factor of the decoupled weight decay, ``1 − λ·η`` (``1 − λ`` with fixed_decay)."""
+        wd = self.hp(group, "weight_decay")
+        if wd == 0 or not self.hp(group, "weight_decouple"):
+            return 1.0
+        return 1.0 - (wd if self.hp(group, "fixed_decay") else wd * d_lr)
+
+    def update(self, updates, params, states, group, foreach):
+        c = self.begin(group)
+        beta1, beta2, beta3, d, d_lr, s_scale = (c[k] for k in ("beta1", "beta2", "beta3", "d", "d_lr", "s_scale"))
+        if c["coupled"]:
             if foreach:
-                updates = torch._foreach_add(updates, params, alpha=wd)
+                updates = torch._foreach_add(updates, params, alpha=c["coupled"])
             else:
-                updates = [u.add(p, alpha=wd) for u, p in zip(updates, params)]
+                updates = [u.add(p, alpha=c["coupled"]) for u, p in zip(updates, params)]
 
         # Pass 1: the moments, s, and the group sums ⟨g, x₀ − x⟩ and ‖s‖₁.
         ms = [st["exp_avg"] for st in states]
@@ -183,18 +220,10 @@ class ProdigyStep(Transform):
                 v.mul_(beta2).addcmul_(u, u, value=d * d * (1.0 - beta2))
                 s.mul_(beta3).add_(u, alpha=s_scale)
                 l1s.append(s.abs().sum())
-        alpha = (d / d0) * d_lr
-        numerator, de_nom, d_hat = self._estimate(group, params, dots, l1s, alpha, beta3)
-        group["d_numerator"], group["d_de_nom"] = numerator, de_nom
-        if de_nom == 0:
+        d_new = self.advance(group, params, dots, l1s, c)
+        if d_new is None:
             # Nothing to estimate from yet (the reference returns before moving).
             return [torch.zeros_like(p) for p in params]
-
-        # The new estimate.
-        d_new = max(d, d_hat) if d == d0 else d
-        d_max = max(group["d_max"], d_hat)
-        d_new = min(d_max, d_new * hp("growth_rate"))
-        group.update(d=d_new, d_max=d_max, d_hat=d_hat)
 
         # Pass 2: the step, with the step size η = d_lr of the previous estimate.
         # The new parameters are computed with the reference's operations and
@@ -203,10 +232,8 @@ class ProdigyStep(Transform):
         # element but those whose step is as large as themselves. Computing u
         # directly as −η·m/den rounds differently from addcdiv (by an ulp on
         # the first step already), which the jumps of d amplify beyond 1e-5.
-        eps = hp("eps")
-        keep = 1.0
-        if wd != 0 and hp("weight_decouple"):
-            keep = 1.0 - (wd if hp("fixed_decay") else wd * d_lr)
+        eps = self.hp(group, "eps")
+        keep = self.keep(group, d_lr)
         if foreach:
             out = torch._foreach_mul(params, keep)
             denoms = torch._foreach_sqrt(vs)
