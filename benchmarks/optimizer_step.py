@@ -24,9 +24,10 @@ Columns:
   over whole tensors force before anything can be written: LAMB and LARS a
   second pass for their trust ratios (40 = 24 + 16, 28 = 8 + 20); Prodigy a
   second pass for the step size d estimated from group sums (48 = 20 + 28,
-  see csrc/multi_pass.cpp); Adafactor three passes over g, since its column
-  statistics and the RMS of its update each need all of g first (24 = 4 +
-  8 + 12). ``GB/s`` = that traffic / the step time, i.e. the
+  see csrc/multi_pass.cpp); Adafactor a second pass, since its column
+  statistics and the RMS of its update need all of g (and RMS(p) all of p)
+  before anything is written (20 = 8 + 12; the kernel makes a third pass
+  over g only where its ε₁ cap is active). ``GB/s`` = that traffic / the step time, i.e. the
   bandwidth the implementation achieves on the algorithm's minimal traffic;
   ``×best`` divides it by the fastest torch fused kernel's GB/s in this run
   (the machine's practical memory bandwidth).
@@ -68,7 +69,7 @@ QUICK_SHAPES = [(256, 1024)] * 16 + [(1024, 1024)] * 2 + [(1024,)] * 40 + [(1571
 BYTES = {
     "sgd": 12, "momentum": 20, "nesterov": 20, "adam": 28, "amsgrad": 36, "adamw": 28,
     "adagrad": 20, "rmsprop": 20, "adadelta": 28, "adamax": 28, "nadam": 28, "radam": 28,
-    "adafactor": 24, "muon": 20, "lion": 20, "lamb": 40, "lars": 28, "prodigy": 48,
+    "adafactor": 20, "muon": 20, "lion": 20, "lamb": 40, "lars": 28, "prodigy": 48,
     "adamw_schedulefree": 28,
 }  # fmt: skip
 #: Ours must be ≤ 1.05× this torch fused step.

@@ -180,6 +180,36 @@ def test_adafactor_factors_stacks_of_matrices(threads):
 
 
 @needs_cpp
+@pytest.mark.parametrize("case", ["tiny_gradients", "zero_rows_and_columns"])
+def test_adafactor_edge_statistics(case):
+    """Where R_i·C_j/mean(R) < eps1² the kernel's one-pass norm of U does not hold
+    and it makes a second pass (tiny gradients); rows and columns whose gradient
+    has always been zero (unused embedding rows) have zero statistics, which
+    the one-pass norm skips: both equal the chain."""
+    shapes = [(40, 30), (3, 20, 10), (7,)]
+    grads = make_grads(shapes, steps=25)
+    for step in grads:
+        if case == "tiny_gradients":
+            for g in step:
+                g.mul_(1e-9)
+        else:
+            step[0][5:12] = 0.0
+            step[0][:, 3] = 0.0
+            step[1][1, 4] = 0.0
+    results = []
+    for mode in ({"foreach": False}, {"fused": True}):
+        params = make_params(shapes)
+        opt = optim.create("adafactor", params, lr=0.05, **mode)
+        _run("adafactor", "default", {}, mode, grads=grads, steps=25, params=params, opt=opt)
+        results.append((opt, params))
+    (chain, chain_p), (fast, fast_p) = results
+    _assert_equal(chain, chain_p, fast, fast_p, "adafactor", exact=False)
+    assert not torch.equal(fast_p[0], make_params(shapes)[0])
+    if case == "zero_rows_and_columns":
+        assert (fast.state[fast_p[0]]["row_var"][5:12] == 0).all()
+
+
+@needs_cpp
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("direction", ["fused_to_chain", "chain_to_fused"])
 def test_state_dict_moves_between_paths(name, direction):
