@@ -8,9 +8,15 @@ mix of ``shared/anchors/MEASURED.md`` (16×1024², 2×4096×1024, 40×1024,
   the optimizer has one, marked "fused", else the chain, marked "chain");
 * torch.optim's namesake, for-loop (``foreach=False``), multi-tensor
   (``foreach=True``) and fused (``fused=True``, where torch has it);
-* third-party references: pytorch_optimizer (Lion, Lamb, LARS, Prodigy;
-  its for-loop and foreach paths), lion_pytorch.Lion and
-  schedulefree.AdamWScheduleFree (both paths).
+* third-party references: pytorch_optimizer (Lion, Lamb, LARS, Prodigy,
+  Muon; its for-loop and foreach paths), lion_pytorch.Lion and
+  schedulefree.AdamWScheduleFree (both paths). torch's Muon takes 2-D
+  weights only: its row steps the 1-D parameters with a torch AdamW.
+
+Muon is timed only with ``--muon``: its five Newton–Schulz iterations per
+matrix are ~0.7 TFLOP per step on this shape mix, in bfloat16 as torch's
+Muon does them, which takes about a second on a CPU with native bfloat16
+(AVX512-BF16/AMX) and minutes without.
 
 All implementations of one optimizer run interleaved, round-robin, in this one
 process, on the same gradients, each with its own parameters and state; the
@@ -27,7 +33,9 @@ Columns:
   see csrc/multi_pass.cpp); Adafactor a second pass, since its column
   statistics and the RMS of its update need all of g (and RMS(p) all of p)
   before anything is written (20 = 8 + 12; the kernel makes a third pass
-  over g only where its ε₁ cap is active). ``GB/s`` = that traffic / the step time, i.e. the
+  over g only where its ε₁ cap is active); Muon 24 = 20 + the bfloat16
+  copy Newton–Schulz starts from, written and read back (2 + 2), besides its
+  matmuls, which make it compute-bound. ``GB/s`` = that traffic / the step time, i.e. the
   bandwidth the implementation achieves on the algorithm's minimal traffic;
   ``×best`` divides it by the fastest torch fused kernel's GB/s in this run
   (the machine's practical memory bandwidth).
@@ -43,6 +51,7 @@ foreach path. The summary table after the main table says which are met.
     .venv/bin/python benchmarks/optimizer_step.py            # the full size, ~5 min on 2 cores
     .venv/bin/python benchmarks/optimizer_step.py --quick    # 1/4 of the size, fewer repeats
     .venv/bin/python benchmarks/optimizer_step.py --only lion,adam
+    .venv/bin/python benchmarks/optimizer_step.py --only adam,muon --muon
 """
 
 from __future__ import annotations
@@ -69,7 +78,7 @@ QUICK_SHAPES = [(256, 1024)] * 16 + [(1024, 1024)] * 2 + [(1024,)] * 40 + [(1571
 BYTES = {
     "sgd": 12, "momentum": 20, "nesterov": 20, "adam": 28, "amsgrad": 36, "adamw": 28,
     "adagrad": 20, "rmsprop": 20, "adadelta": 28, "adamax": 28, "nadam": 28, "radam": 28,
-    "adafactor": 20, "muon": 20, "lion": 20, "lamb": 40, "lars": 28, "prodigy": 48,
+    "adafactor": 20, "muon": 24, "lion": 20, "lamb": 40, "lars": 28, "prodigy": 48,
     "adamw_schedulefree": 28,
 }  # fmt: skip
 #: Ours must be ≤ 1.05× this torch fused step.
@@ -89,6 +98,41 @@ def _torch_variants(cls, label: str, fused_ok: bool, **kw) -> list[tuple[str, Fa
     if fused_ok:
         out.append((f"{label} fused", lambda ps: cls(ps, fused=True, **kw)))
     return out
+
+
+class _Both:
+    """Two optimizers stepped as one (torch's Muon for the matrices, AdamW for the rest)."""
+
+    def __init__(self, *optimizers):
+        self.optimizers = optimizers
+
+    def step(self):
+        for opt in self.optimizers:
+            opt.step()
+
+
+def _torch_muon(foreach: bool) -> Factory:
+    def make(ps):
+        matrices, rest = [p for p in ps if p.ndim == 2], [p for p in ps if p.ndim != 2]
+        return _Both(
+            torch.optim.Muon(matrices),  # no foreach option: one matrix at a time
+            torch.optim.AdamW(rest, lr=3e-4, betas=(0.9, 0.95), eps=1e-10, foreach=foreach),
+        )
+
+    return make
+
+
+def _po_muon(foreach: bool) -> Factory:
+    def make(ps):
+        import pytorch_optimizer as po
+
+        groups = [
+            {"params": [p for p in ps if p.ndim == 2], "use_muon": True},
+            {"params": [p for p in ps if p.ndim != 2], "use_muon": False},
+        ]
+        return po.Muon(groups, foreach=foreach)
+
+    return make
 
 
 def references(name: str) -> tuple[list[tuple[str, Factory]], list[tuple[str, Factory]]]:
@@ -117,7 +161,12 @@ def references(name: str) -> tuple[list[tuple[str, Factory]], list[tuple[str, Fa
     elif name == "adafactor":
         T = _torch_variants(o.Adafactor, "Adafactor", False)
     elif name == "muon":
-        T = _torch_variants(o.Muon, "Muon", False)
+        # torch's Muon takes 2-D weights only: the other parameters go to an AdamW
+        # with Keller Jordan's betas, as optim.create("muon", ...) does with them.
+        T = [(f"Muon+AdamW {kind}", _torch_muon(kind == "foreach")) for kind in ("for-loop", "foreach")]
+        third = [
+            (f"pytorch_optimizer.Muon {kind}", _po_muon(kind == "foreach")) for kind in ("for-loop", "foreach")
+        ]
     elif name == "adamw_schedulefree":
         import schedulefree
 
@@ -220,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="timed steps per implementation")
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first")
     parser.add_argument("--only", default="", help="comma-separated optimizer names")
-    parser.add_argument("--muon", action="store_true", help="also time muon (slow: compute-bound Newton–Schulz matmuls)")
+    parser.add_argument(
+        "--muon", action="store_true", help="also time muon (slow: compute-bound Newton–Schulz matmuls)"
+    )
     args = parser.parse_args(argv)
 
     shapes = QUICK_SHAPES if args.quick else FULL_SHAPES
@@ -298,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
                 bw = gbs(ours) / adam_gbs
                 by_min = min(adam_fused.times) / min(ours.times) * BYTES[name] / BYTES["adam"]
                 checks.append(("≥ 0.8× fused Adam GB/s", f"{bw:.2f}× (min {by_min:.2f}×)", bw >= 0.8))
+            if name == "muon":  # matmul-bound: at least not slower than torch's, whose matmuls it runs
+                ref = next((r for r in rows if r.kind == "torch" and r.times), None)
+                if ref:
+                    ratio = ours.median / ref.median
+                    by_min = min(ours.times) / min(ref.times)
+                    checks.append((f"≤ 1.05× {ref.impl}", f"{ratio:.2f}× (min {by_min:.2f}×)", ratio <= 1.05))
             third = [r for r in rows if r.kind == "third" and r.times]
             if third:
                 fastest = min(third, key=lambda r: r.median)

@@ -20,13 +20,13 @@ import torch
 
 from descentlab import optim
 from descentlab.optim import fused
+from descentlab.optim import transforms as T
 from descentlab.optim.fused import build
 
 from .problems import STEPS, groups, make_grads, make_params, rel_diff
 from .refs import REFERENCES
 
 NAMES = fused.names()
-WITHOUT_KERNEL = [n for n in optim.available() if n not in fused.KERNELS]
 #: The chain has no sqrt: the kernel repeats its arithmetic exactly.
 BITWISE = {"lion", "adamax"}
 #: The reference matrix's shapes (none a multiple of the SIMD width), and one
@@ -155,6 +155,31 @@ def test_fused_equals_chain_on_two_threads(name):
 
 
 @needs_cpp
+@pytest.mark.parametrize(
+    "hparams",
+    [
+        {"lr": 0.02, "weight_decay": 0.01},
+        # the AdamW branch with its own decay and the universal one (two decays)
+        {"adamw_weight_decay": 0.05, "decoupled_decay": 0.1, "l2": 1e-2},
+        {"nesterov": False, "weight_decay": 0.0, "adjust_lr_fn": "match_rms_adamw"},
+    ],
+    ids=["wd", "adamw_two_decays", "plain_momentum"],
+)
+def test_muon_matrices_equal_the_chain_bitwise(hparams):
+    """The momentum and update passes repeat the chain's arithmetic and Newton–Schulz
+    is the chain's own code: the matrices (wide, tall, larger than a parallel
+    chunk) come out bit for bit; the AdamW group (Adam's sqrt) within 1e-6."""
+    chain, chain_p = _run("muon", "default", hparams, {"foreach": False})
+    fast, fast_p = _run("muon", "default", hparams, {"fused": True})
+    assert [g["use_muon"] for g in fast.param_groups] == [True, False]
+    _assert_equal(chain, chain_p, fast, fast_p, "muon", exact=False)
+    for shape, want, got in zip(SHAPES, chain_p, fast_p):
+        if len(shape) == 2:
+            assert torch.equal(got, want), f"muon: matrix of shape {shape} differs ({rel_diff(got, want):.2e})"
+            assert torch.equal(fast.state[got]["momentum_buffer"], chain.state[want]["momentum_buffer"])
+
+
+@needs_cpp
 @pytest.mark.parametrize("threads", [1, 2])
 def test_adafactor_factors_stacks_of_matrices(threads):
     """ndim > 2: row and column statistics per matrix of the stack (the last two
@@ -243,7 +268,7 @@ def test_auto_picks_fused_for_contiguous_cpu_float32(name):
     assert opt.param_groups[0]["fused"] is None
     calls = _spy(opt)
     _run(name, "default", {}, {}, steps=2, params=params, opt=opt)
-    assert calls == [True, True]
+    assert calls == [True] * 2 * len(opt.param_groups)  # muon: its matrices and its AdamW group
 
 
 @pytest.mark.parametrize("foreach", [False, True])
@@ -316,10 +341,14 @@ def test_universal_l2_takes_the_torch_kernel_when_weight_decay_is_zero():
 # -- fused=True where it is impossible ---------------------------------------------------
 
 
-@pytest.mark.parametrize("name", WITHOUT_KERNEL)
-def test_fused_true_without_a_kernel_is_an_error(name):
-    with pytest.raises(ValueError, match=f"fused=True: {name} has no fused kernel"):
-        optim.create(name, [torch.zeros(4, 4, requires_grad=True)], fused=True)
+def test_every_named_optimizer_has_a_kernel():
+    assert sorted(NAMES) == sorted(optim.available())
+
+
+def test_fused_true_without_a_kernel_is_an_error():
+    """A chain of the user's own transforms has no kernel."""
+    with pytest.raises(ValueError, match="fused=True: chain has no fused kernel"):
+        optim.chain([torch.zeros(4, 4, requires_grad=True)], T.scale_by_adam(), fused=True)
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,12 @@ def _amsgrad_state(group: Mapping[str, Any], states: list[dict] | None) -> str |
     return None
 
 
+def _muon_amsgrad_state(group: Mapping[str, Any], states: list[dict] | None) -> str | None:
+    if group.get("use_muon") is False and group.get("adamw_amsgrad"):
+        return _amsgrad_state({"amsgrad": True}, states)
+    return None
+
+
 def _train_mode(group: Mapping[str, Any], states: list[dict] | None) -> str | None:
     # A step in eval mode is an error; the chain raises it with the full explanation.
     return None if group.get("train_mode", True) else "the group is in eval mode"
@@ -133,6 +139,7 @@ KERNELS: dict[str, FusedKernel] = {
     "adamw_schedulefree": _cpp(cpu_kernels.adamw_schedulefree, _train_mode),
     "prodigy": _cpp(cpu_kernels.prodigy),
     "adafactor": _cpp(cpu_kernels.adafactor),
+    "muon": _cpp(cpu_kernels.muon, _muon_amsgrad_state),
 }
 
 

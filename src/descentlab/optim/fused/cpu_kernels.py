@@ -22,6 +22,7 @@ import torch
 
 from ..transforms.adaptive import ScaleByNadam, ScaleByRadam, ScaleByRms
 from ..transforms.factored import ScaleByRelativeStep, _rms_divisor
+from ..transforms.orthogonal import ScaleByAdjustedLr, newton_schulz_bf16_
 from ..transforms.prodigy import ProdigyStep
 from ..transforms.schedulefree import ScheduleFreeAdamWStep
 from .build import ops
@@ -32,6 +33,7 @@ _RADAM = ScaleByRadam()
 _SCHEDULE_FREE = ScheduleFreeAdamWStep()
 _PRODIGY = ProdigyStep()
 _RELATIVE_STEP = ScaleByRelativeStep()
+_ADJUSTED_LR = ScaleByAdjustedLr()
 
 
 def _reg(group: dict[str, Any]) -> dict[str, float]:
@@ -241,3 +243,43 @@ def adafactor(params, grads, states, group) -> None:
         params, grads, firsts, seconds, factored, eps1s, denoms, scales, neg_rhos,
         own_decay=-(lr * group["weight_decay"]), **reg,
     )
+
+
+def _muon_adamw(params, grads, states, group) -> None:
+    """Muon's AdamW branch (``use_muon=False``): scale_by_adam on the ``adamw_*``
+    betas/eps/amsgrad, scale_by_lr, decay_weights, as the muon chain."""
+    adamw = {
+        **group, "betas": group["adamw_betas"], "eps": group["adamw_eps"],
+        "amsgrad": group.get("adamw_amsgrad", False),
+    }
+    reg = _reg(group)
+    wd = float(group["weight_decay"])
+    if reg["decay"] == 0:
+        # decay_weights' u − lr·wd·p is the kernel's decoupled decay slot exactly.
+        adamw["decoupled_decay"], adamw["weight_decay"] = wd, 0.0
+        _adam(params, grads, states, adamw, decoupled=False)
+    else:  # two decays: wd folds into the direction, −lr·(d + wd·p) (an ulp apart)
+        _adam(params, grads, states, adamw, decoupled=True)
+
+
+def muon(params, grads, states, group) -> None:
+    """muon: one matrix at a time, a momentum pass that also writes the bfloat16
+    copy Newton–Schulz starts from, torch's matmuls (the very code of the chain,
+    so bitwise torch.optim.Muon's), and an update pass; the AdamW groups by the
+    Adam kernel. One matrix's temporaries at a time, as torch's Muon."""
+    if not group["use_muon"]:
+        _muon_adamw(params, grads, states, group)
+        return
+    reg = _reg(group)
+    kernels = ops()
+    coefficients, steps, eps = group["ns_coefficients"], group["ns_steps"], group["eps"]
+    own_decay = -(float(group["weight_decay"]) * float(group["lr"]))
+    for p, g, state in zip(params, grads, states):
+        (x,) = kernels.muon_momentum(
+            [p], [g], [state["momentum_buffer"]],
+            momentum=group["momentum"], nesterov=bool(group["nesterov"]), l1=reg["l1"], l2=reg["l2"],
+        )
+        x = newton_schulz_bf16_(x, coefficients, steps, eps)
+        kernels.muon_update(
+            [p], [x.contiguous()], [_ADJUSTED_LR._step(p, group)], own_decay=own_decay, decay=reg["decay"]
+        )

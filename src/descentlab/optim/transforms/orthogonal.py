@@ -30,6 +30,7 @@ __all__ = [
     "orthogonalize_via_newton_schulz",
     "scale_by_adjusted_lr",
     "newton_schulz",
+    "newton_schulz_bf16_",
     "adjusted_lr_ratio",
 ]
 
@@ -115,9 +116,17 @@ def newton_schulz(g: Tensor, coefficients: Sequence[float], steps: int, eps: flo
     """
     if g.ndim != 2:
         raise ValueError(f"Newton–Schulz orthogonalization needs a 2-D matrix, got shape {tuple(g.shape)}")
+    return newton_schulz_bf16_(g.to(torch.bfloat16, copy=True), coefficients, steps, eps)
+
+
+def newton_schulz_bf16_(x: Tensor, coefficients: Sequence[float], steps: int, eps: float) -> Tensor:
+    """:func:`newton_schulz` of a 2-D bfloat16 matrix that may be overwritten.
+
+    The fused step (``fused/cpu_kernels.muon``) makes the bfloat16 copy in its
+    momentum pass and calls this. A tall result is a transposed view.
+    """
     a, b, c = coefficients
-    x = g.to(torch.bfloat16, copy=True)
-    tall = g.size(0) > g.size(1)
+    tall = x.size(0) > x.size(1)
     if tall:
         x = x.T
     x.div_(x.norm().clamp(min=eps))
