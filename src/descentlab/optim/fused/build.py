@@ -1,4 +1,4 @@
-"""Build (once) and load the C++ kernels of ``csrc/`` (``one_pass.cpp``, ``multi_pass.cpp``, ``muon.cpp``).
+"""Build (once) and load the C++ kernels of ``csrc/`` (see ``SOURCES``).
 
 The kernels are a torch C++ extension compiled on first use with
 ``torch.utils.cpp_extension.load`` (needs a C++ compiler and the ``ninja``
@@ -27,7 +27,9 @@ from types import SimpleNamespace
 
 import torch
 
-SOURCES = [Path(__file__).with_name("csrc") / name for name in ("one_pass.cpp", "multi_pass.cpp", "muon.cpp")]
+SOURCES = [
+    Path(__file__).with_name("csrc") / name for name in ("one_pass.cpp", "multi_pass.cpp", "adafactor.cpp", "muon.cpp")
+]
 NAMESPACE = "descentlab_fused"
 
 # What torch compiles its own kernels of each capability with: the defines

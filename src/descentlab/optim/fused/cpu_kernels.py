@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..transforms.adaptive import ScaleByNadam, ScaleByRadam, ScaleByRms
@@ -211,37 +210,24 @@ def prodigy(params, grads, states, group) -> None:
     )
 
 
-def _rounded(x: float, dtype: torch.dtype) -> float:
-    """``x`` rounded to ``dtype``, as a norm computed in that dtype is."""
-    return float(np.float32(x)) if dtype == torch.float32 else x
-
-
 def adafactor(params, grads, states, group) -> None:
-    """Three passes: the factored statistics, the norms of U and p, the step.
+    """One op, tensor by tensor: the factored statistics with the norms of U and
+    p, then the step (see csrc/adafactor.cpp).
 
-    The per-tensor clipping denominator, parameter scale and relative step are
-    computed from the norms with the chain's formulas (``ClipByBlockRms``,
-    ``ScaleByParamBlockRms``, ``ScaleByRelativeStep``).
+    The kernel computes the clipping denominator and the parameter scale from
+    the norms with the formulas of ``ClipByBlockRms`` and ``ScaleByParamBlockRms``
+    (in double, as here); the relative step comes from ``ScaleByRelativeStep``.
     """
     tau, (eps1, eps2), d, lr = group["beta2_decay"], group["eps"], group["d"], float(group["lr"])
     factored = [int(p.dim() > 1) for p in params]
-    firsts = [s["row_var"] if f else s["variance"] for s, f in zip(states, factored)]
-    seconds = [s["col_var"] if f else s["variance"] for s, f in zip(states, factored)]
-    eps1s = [torch.finfo(p.dtype).eps if eps1 is None else eps1 for p in params]
-    reg = _reg(group)
-    sums = ops().adafactor_sums(
-        params, grads, firsts, seconds, factored, [s["step"] ** tau for s in states], eps1s,
-        l1=reg["l1"], l2=reg["l2"],
-    )
-    denoms, scales, neg_rhos = [], [], []
-    for p, s, u_sq, p_sq in zip(params, states, *sums.tolist()):
-        root = _rms_divisor(p)
-        denoms.append(max(1.0, _rounded(math.sqrt(u_sq), p.dtype) / (root * d)))
-        scales.append(max(eps2, _rounded(math.sqrt(p_sq), p.dtype) / root))
-        neg_rhos.append(-_RELATIVE_STEP._rho(group, s))
-    ops().adafactor_step(
-        params, grads, firsts, seconds, factored, eps1s, denoms, scales, neg_rhos,
-        own_decay=-(lr * group["weight_decay"]), **reg,
+    ops().adafactor(
+        params, grads,
+        [s["row_var"] if f else s["variance"] for s, f in zip(states, factored)],
+        [s["col_var"] if f else s["variance"] for s, f in zip(states, factored)],
+        factored, [s["step"] ** tau for s in states],
+        [torch.finfo(p.dtype).eps if eps1 is None else eps1 for p in params],
+        [_rms_divisor(p) for p in params], [-_RELATIVE_STEP._rho(group, s) for s in states],
+        clip_threshold=float(d), eps2=float(eps2), own_decay=-(lr * group["weight_decay"]), **_reg(group),
     )
 
 
