@@ -143,13 +143,7 @@ inline std::pair<double, double> sums(int64_t numel, const F& f) {
         for (int64_t start = begin; start < end; start += kBlock * W) {
           const int64_t stop = std::min(end, start + kBlock * W);
           V<T> sa = splat<T>(0), sb = splat<T>(0);
-          for (int64_t i = start; i < stop; i += W) {
-            const int64_t n = std::min<int64_t>(W, stop - i);
-            auto ab = fn(i, n);
-            if (n < W) {
-              ab.first = V<T>::set(splat<T>(0), ab.first, n);
-              ab.second = V<T>::set(splat<T>(0), ab.second, n);
-            }
+          auto add = [&](const std::pair<V<T>, V<T>>& ab) {
             if constexpr (kSquare) {
               sa = muladd(ab.first, ab.first, sa);
               sb = muladd(ab.second, ab.second, sb);
@@ -157,6 +151,15 @@ inline std::pair<double, double> sums(int64_t numel, const F& f) {
               sa = sa + ab.first;
               sb = sb + ab.second;
             }
+          };
+          int64_t i = start;
+          for (; i + W <= stop; i += W) add(fn(i, W));  // whole vectors: no tail handling
+          if (i < stop) {
+            const int64_t n = stop - i;
+            auto ab = fn(i, n);
+            ab.first = V<T>::set(splat<T>(0), ab.first, n);
+            ab.second = V<T>::set(splat<T>(0), ab.second, n);
+            add(ab);
           }
           T a[W], b[W];
           sa.store(a);
