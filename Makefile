@@ -4,6 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: demo test bench install clean
 
@@ -22,9 +23,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
+# BENCH_ARGS=--muon also times muon (minutes on a CPU without native bfloat16).
 bench: $(STAMP)
-	$(PY) -m pip install -q lightning
+	$(PY) -m pip install -q -e '.[test,bench]'
 	$(PY) benchmarks/trainer_overhead.py
+	$(PY) benchmarks/optimizer_step.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
