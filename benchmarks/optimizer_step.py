@@ -56,8 +56,12 @@ Targets (issue 6): adam, amsgrad, adamw, sgd, momentum, nesterov, adagrad
 ≤ 1.05× torch's fused step time; every other optimizer ≥ 0.8× torch fused
 Adam's GB/s and ≤ 0.5× the fastest third-party step; peak memory ≤ torch's
 foreach path. The summary table after the main table says which are met.
+torch's fused Adam runs in every optimizer's round-robin (the "yardstick"
+rows) and the bandwidth target compares with the one beside it: on a shared
+machine the memory bandwidth drifts by 1.5× within a run, so a single Adam
+measurement minutes earlier is no yardstick.
 
-    .venv/bin/python benchmarks/optimizer_step.py            # the full size, ~5 min on 2 cores
+    .venv/bin/python benchmarks/optimizer_step.py            # the full size, ~3 min on 2 cores (+muon: +2)
     .venv/bin/python benchmarks/optimizer_step.py --quick    # 1/4 of the size, fewer repeats
     .venv/bin/python benchmarks/optimizer_step.py --only lion,adam
     .venv/bin/python benchmarks/optimizer_step.py --only adam,muon --muon

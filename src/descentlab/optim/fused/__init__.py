@@ -1,24 +1,31 @@
-"""Fused one-pass optimizer steps, and when they are used.
+"""Fused optimizer steps, and when they are used.
 
 An optimizer step is memory-bound: the fastest step reads each parameter,
 gradient and state element once and writes each once. The readable chain of
-transforms makes one pass per operation instead. For each named optimizer
-listed in :data:`KERNELS` there is a step that does it in one pass:
+transforms makes one pass per operation instead. Every named optimizer has a
+step in :data:`KERNELS` that makes as few passes as its algorithm allows:
 
 * torch's own fused kernels where torch has the exact algorithm and rounds
   close enough to the chain (adam, amsgrad, sgd, momentum, nesterov,
   adagrad on CPU and CUDA; adamw on CUDA): ``torch_kernels.py``;
 * C++ kernels of ours, built once with torch's extension builder and run with
-  ``at::parallel_for`` (CPU): adamw (torch's CPU kernel drifts 5e-6 from the
-  chain in 100 steps, see ``cpu_kernels.adamw``), lion, rmsprop, adadelta,
-  adamax, nadam, radam, adamw_schedulefree, lamb, lars, and adam/amsgrad
-  when the universal ``l1``/``l2``/``decoupled_decay`` are used, which
-  torch's kernels do not take: ``cpu_kernels.py``, ``kernels.cpp``,
-  ``build.py``.
+  ``at::parallel_for`` (CPU; ``cpu_kernels.py``, ``build.py`` and ``csrc/``):
+  one pass for adamw (torch's CPU kernel drifts 5e-6 from the chain in 100
+  steps, see ``cpu_kernels.adamw``), lion, rmsprop, adadelta, adamax, nadam,
+  radam, adamw_schedulefree, and adam/amsgrad when the universal
+  ``l1``/``l2``/``decoupled_decay`` are used, which torch's kernels do not
+  take (``csrc/one_pass.cpp``); two passes where sums over a whole tensor or
+  the whole group must come first: lamb and lars (per-tensor norms, then the
+  update, tensor by tensor) and prodigy (group sums for its step size d, then
+  the update) in ``csrc/multi_pass.cpp``, adafactor (factored statistics and
+  norms, then the update, tensor by tensor) in ``csrc/adafactor.cpp``; and
+  for muon a momentum pass that writes the bfloat16 copy Newton–Schulz starts
+  from and an update pass around torch's matmuls, one matrix at a time, with
+  its AdamW groups on the Adam kernel (``csrc/muon.cpp``).
 
-Adafactor (factored row/column statistics), Prodigy (group-wide sums that
-feed back into the same step) and Muon (Newton–Schulz matrix products, which
-are compute-bound, not memory-bound) have none.
+On CUDA only torch's kernels exist; the others run the chain (its foreach
+path): see docs/optimizers.md, "Fused kernels", for why there is no Triton or
+torch.compile path yet.
 
 ``optim.create`` attaches a :class:`FusedStep` to every optimizer that has a
 kernel; the param-group option ``fused`` decides (see docs/optimizers.md,
@@ -105,7 +112,7 @@ class FusedKernel:
 
 
 def mechanism(step: StepFn) -> str:
-    """``"torch"`` for torch's ``_fused_*`` kernels, ``"cpp"`` for ``kernels.cpp``."""
+    """``"torch"`` for torch's ``_fused_*`` kernels, ``"cpp"`` for ours (``csrc/``)."""
     return "cpp" if step.__module__ == cpu_kernels.__name__ else "torch"
 
 

@@ -4,8 +4,8 @@ Each function takes the chain's arguments ``(params, grads, states, group)``,
 computes the per-tensor scalars (bias corrections, NAdam's momentum schedule,
 RAdam's rectification, schedule-free's averaging weight) with the very Python
 code of the transforms, so those scalars are bit-identical to the chain's, and
-hands them to one kernel call that does everything else in one pass over
-memory. State keys and formats are the chain's; tensors the chain creates
+hands them to the kernels, which do everything else in as few passes over
+memory as the algorithm allows (one, or two where sums must come first). State keys and formats are the chain's; tensors the chain creates
 lazily (momentum buffers, RMSprop's ``grad_avg``) are created here the same way.
 
 Every kernel also applies the universal regularization of ``optim.create``
