@@ -5,8 +5,9 @@ computes the per-tensor scalars (bias corrections, NAdam's momentum schedule,
 RAdam's rectification, schedule-free's averaging weight) with the very Python
 code of the transforms, so those scalars are bit-identical to the chain's, and
 hands them to the kernels, which do everything else in as few passes over
-memory as the algorithm allows (one, or two where sums must come first). State keys and formats are the chain's; tensors the chain creates
-lazily (momentum buffers, RMSprop's ``grad_avg``) are created here the same way.
+memory as the algorithm allows (one, or two where sums must come first).
+State keys and formats are the chain's; tensors the chain creates lazily
+(momentum buffers, RMSprop's ``grad_avg``) are created here the same way.
 
 Every kernel also applies the universal regularization of ``optim.create``
 (``l1``, ``l2`` before the chain, ``decoupled_decay`` after it).

@@ -18,12 +18,12 @@
 namespace descentlab {
 namespace {
 
-// One pass over an n x m matrix of the stack, rows in parallel, reading g (and p)
-// once. Per row i, a sweep computes u^2, adds it to per-column sums, and sums it, from which the row statistic R_i is
-// updated at once (it depends on that row only); u^2/R_i is added to other
-// per-column sums during the next row's sweep. Returned: the column sums of u^2 (m), of
-// u^2/R_i (m), and ||p||^2 (1), in double (columns summed in T over blocks of
-// kRows rows first). With them, ||U||^2 = norm * sum_j (sum_i u_ij^2/R_i)/C_j
+// One pass over an n x m matrix of the stack, rows in parallel, reading g (and
+// p) once. Per row i, a sweep computes u^2, adds it to per-column sums, and sums
+// it, from which the row statistic R_i is updated at once (it depends on that
+// row only); u^2/R_i is added to other per-column sums during the next row's
+// sweep. Returned: the column sums of u^2 (m), of u^2/R_i (m), and ||p||^2 (1),
+// in double (columns summed in T over blocks of kRows rows first). With them, ||U||^2 = norm * sum_j (sum_i u_ij^2/R_i)/C_j
 // needs no second pass over g, wherever the eps1 cap of U is inactive (see
 // adafactor_sums).
 template <typename T>
@@ -342,7 +342,7 @@ void adafactor_step(const at::Tensor& param, const at::Tensor& grad, const at::T
   }
 }
 
-// `x` rounded to T, as a norm computed in T is (cpu_kernels._rounded).
+// `x` rounded to T, as the chain's norm, computed in T, is before `.item()`.
 template <typename T>
 inline double rounded(double x) { return double(T(x)); }
 
