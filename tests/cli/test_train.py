@@ -158,8 +158,8 @@ def test_resuming_a_finished_run_takes_no_extra_step(tmp_path):
 
 
 def test_a_shorter_budget_keeps_the_recipe_schedule_shape():
-    from descentlab.train.config import TrainConfig
-    from descentlab.train.run import resolve
+    from descentlab.experiment.config import TrainConfig
+    from descentlab.experiment.run import resolve
 
     plan = resolve(TrainConfig(workload="mnist1d-cnn", steps=1000))
     assert plan["schedule"] == "wsd"

@@ -14,7 +14,7 @@ import math
 
 import pytest
 
-from descentlab.train.store import RunStore
+from descentlab.store import RunStore
 
 STEPS = 3000
 TARGET = 0.9

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from descentlab.compare import aggregate as agg
-from descentlab.train.store import RunStore
+from descentlab.report import aggregate as agg
+from descentlab.store import RunStore
 
 from .conftest import STRATEGIES, make_compare_store
 

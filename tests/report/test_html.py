@@ -6,7 +6,7 @@ import pytest
 
 from descentlab.errors import UsageError
 from descentlab.report import compare_plots, html
-from descentlab.train.store import RunStore
+from descentlab.store import RunStore
 
 from .conftest import STRATEGIES
 

@@ -16,7 +16,7 @@ import torch
 
 from descentlab.cli import main
 from descentlab.train import checkpoint as ckpt
-from descentlab.train.parallel import ParallelError, launch
+from descentlab.experiment.launch import ParallelError, launch
 
 ARGS = ["train", "--workload", "linreg", "--steps", "40", "--quiet"]
 # An odd global batch of linreg's 720 training rows: the ranks get 360 and 359

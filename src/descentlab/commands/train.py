@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from ..train.config import build, load_yaml
+    from ..experiment.config import build, load_yaml
 
     file_values = load_yaml(args.config) if args.config else {}
     saved = Path(args.out or "") / "config.json"
@@ -92,12 +92,12 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.run import run_training
+    from ..experiment import train
     from ..train.trainer import NonFiniteLossError
 
     config = config_from_args(args)
-    try:  # run_training hands --nproc > 1 to train.parallel
-        summary = run_training(config, log=lambda msg: print(msg, file=sys.stderr))
+    try:  # --nproc > 1: data-parallel processes (experiment.parallel)
+        summary = train(config, log=lambda msg: print(msg, file=sys.stderr))
     except NonFiniteLossError as exc:
         print(f"descentlab: training diverged: {exc}", file=sys.stderr)
         return 1

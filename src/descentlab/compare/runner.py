@@ -32,7 +32,7 @@ import torch
 from .. import optim, schedules, workloads
 from ..errors import UsageError
 from ..train.callbacks import Callback, Diagnostics
-from ..train.store import RunStore
+from ..store import RunStore
 from ..train.trainer import NonFiniteLossError, Trainer
 from .strategy import Strategy
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import optim, schedules
 from ..errors import UsageError
-from ..train.config import load_yaml_data
+from ..experiment.config import load_yaml_data
 
 KEYS = ("name", "optimizer", "lr", "opt", "schedule", "sched", "weight_decay", "l1", "clip_norm")
 

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..compare import aggregate as agg
+from . import aggregate as agg
 from ..errors import UsageError
-from ..train.store import RunStore
+from ..store import RunStore
 from . import compare_plots
 
 CSS = """

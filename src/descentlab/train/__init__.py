@@ -1,7 +1,7 @@
 """Training: the Trainer, its callbacks, checkpoints and history."""
 
 from .best import BestTracker
-from .callbacks import Callback, CsvLogger, Diagnostics, EarlyStopping, ProgressBar
+from .callbacks import Callback, CsvLogger, Diagnostics, EarlyStopping, ProgressBar, SameStart
 from .checkpoint import CheckpointError
 from .history import History
 from .trainer import NonFiniteLossError, Trainer
@@ -16,5 +16,6 @@ __all__ = [
     "History",
     "NonFiniteLossError",
     "ProgressBar",
+    "SameStart",
     "Trainer",
 ]

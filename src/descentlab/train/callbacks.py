@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.distributed as dist
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
@@ -162,3 +163,17 @@ class ProgressBar(Callback):
 
     def on_fit_end(self, trainer: Trainer) -> None:
         self._close()
+
+
+class SameStart(Callback):
+    """Checks that every rank starts (or resumes) at the same loop position."""
+
+    def on_fit_start(self, trainer) -> None:
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        here = torch.tensor([trainer.step, trainer.epoch, trainer.batch_in_epoch], device=trainer.device)
+        everywhere = [torch.empty_like(here) for _ in range(dist.get_world_size())]
+        dist.all_gather(everywhere, here)
+        if any(not torch.equal(t, everywhere[0]) for t in everywhere):
+            where = ", ".join(f"rank {r}: step {int(t[0])}" for r, t in enumerate(everywhere))
+            raise RuntimeError(f"the processes resumed from different checkpoints ({where})")

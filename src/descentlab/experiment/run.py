@@ -1,4 +1,4 @@
-"""One training run of a built-in workload, as ``descentlab train`` does it.
+"""One training run in this process, as ``descentlab train`` does it.
 
 ``run_training(config)`` resolves the recipe (the workload's defaults, then
 the configuration), trains, and — with ``config.out`` — writes::
@@ -28,10 +28,10 @@ import torch
 
 from .. import optim, schedules, workloads
 from ..errors import UsageError
-from .callbacks import Callback, CsvLogger, Diagnostics, EarlyStopping, ProgressBar
+from ..store import RunStore, versions
+from ..train.callbacks import Callback, CsvLogger, Diagnostics, EarlyStopping, ProgressBar, SameStart
+from ..train.trainer import NonFiniteLossError, Trainer
 from .config import TrainConfig
-from .store import RunStore, versions
-from .trainer import NonFiniteLossError, Trainer
 
 
 class _FinalEvaluation(Callback):
@@ -150,14 +150,12 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
     """Train as configured; return the summary (also written to ``out``).
 
     With ``config.nproc > 1`` this runs in every process of a data-parallel
-    group (see :mod:`descentlab.train.parallel`; called outside one, it starts
-    one): only rank 0 writes files or logs.
+    group (:func:`descentlab.experiment.train` starts one, see
+    :mod:`descentlab.experiment.parallel`): only rank 0 writes files or logs.
     """
     distributed = config.nproc > 1
     if distributed and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        from .parallel import run_parallel
-
-        return run_parallel(config, log=log)
+        raise UsageError(f"nproc={config.nproc} needs a process group: use descentlab.experiment.train(config)")
     writes = not distributed or torch.distributed.get_rank() == 0
     out = Path(config.out) if config.out else None
     config = resumed_config(config, log=log if writes else lambda msg: None)
@@ -180,8 +178,6 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
         callbacks.append(CsvLogger(out / "metrics.csv"))
     callbacks.append(ProgressBar(enabled=False if config.quiet or not writes else None))
     if distributed:  # last, so that checkpoints still resume in one process
-        from .parallel import SameStart
-
         callbacks.append(SameStart())
 
     trainer = Trainer(
