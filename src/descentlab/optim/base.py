@@ -60,6 +60,26 @@ def nonnegative(value: Any) -> str | None:
     return None
 
 
+def learning_rate(value: Any) -> str | None:
+    """A finite number >= 0, or a 0-dim floating-point tensor holding one.
+
+    torch.optim takes a tensor lr; a scheduler then changes it in place
+    (``LRScheduler`` does ``group["lr"].fill_(...)``), so the value is read at
+    every step (:meth:`Transform.hp` reads it as a float). A tensor that
+    requires grad is refused: the step is not differentiable, and its gradient
+    would be dropped silently.
+    """
+    if isinstance(value, Tensor):
+        if value.ndim != 0:
+            return f"a number or a 0-dim tensor, got a tensor of shape {tuple(value.shape)}"
+        if not value.is_floating_point():
+            return f"a floating-point tensor, got dtype {value.dtype}"
+        if value.requires_grad:
+            return "a tensor that does not require grad (the optimizer step is not differentiable)"
+        value = value.item()
+    return nonnegative(value)
+
+
 def positive(value: Any) -> str | None:
     if not _is_real(value) or not value > 0 or math.isinf(value):
         return "a finite number > 0"
@@ -142,8 +162,13 @@ class Transform:
         return f"{type(self).__name__}({args})"
 
     def hp(self, group: Mapping[str, Any], role: str) -> Any:
-        """The value of hyperparameter ``role`` for this group."""
-        return group[self.keys[role]]
+        """The value of hyperparameter ``role`` for this group.
+
+        A 0-dim tensor (a tensor ``lr``, which schedulers update in place) is
+        read as a Python float, so the arithmetic is the float-lr run's.
+        """
+        value = group[self.keys[role]]
+        return value.item() if isinstance(value, Tensor) else value
 
     def _check(self, key: str, value: Any) -> None:
         role = next(r for r, k in self.keys.items() if k == key)

@@ -43,7 +43,7 @@ from typing import Any
 
 from torch import Tensor
 
-from ..base import Hyper, nonnegative
+from ..base import Hyper, learning_rate, nonnegative
 from ..registry import OptimizerSpec, register
 from ..transforms import (
     by_group,
@@ -90,7 +90,7 @@ def _muon_chain():
     return [
         declare(
             {
-                "adamw_lr": Hyper(ADAMW_DEFAULTS["adamw_lr"], nonnegative),
+                "adamw_lr": Hyper(ADAMW_DEFAULTS["adamw_lr"], learning_rate),
                 "adamw_weight_decay": Hyper(ADAMW_DEFAULTS["adamw_weight_decay"], nonnegative),
             }
         ),
@@ -104,7 +104,7 @@ def _muon_chain():
 
 
 def _check(key: str, value: Any) -> None:
-    message = nonnegative(value)
+    message = (learning_rate if key == "lr" else nonnegative)(value)
     if message:
         raise ValueError(f"invalid {key}={value!r}: expected {message}")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..base import Hyper, Transform, _is_real, nonnegative
+from ..base import Hyper, Transform, _is_real, learning_rate
 
 __all__ = [
     "ScaleByFactoredRms",
@@ -233,7 +233,7 @@ class ScaleByRelativeStep(Transform):
     torch.optim.Adafactor.
     """
 
-    hypers = {"lr": Hyper(1e-3, nonnegative)}
+    hypers = {"lr": Hyper(1e-3, learning_rate)}
 
     def _rho(self, group, state) -> float:
         return min(self.hp(group, "lr"), 1 / (state["step"] ** 0.5))

@@ -20,7 +20,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..base import Hyper, Transform, _is_real, boolean, nonnegative, one_of, positive, unit_interval
+from ..base import (
+    Hyper,
+    Transform,
+    _is_real,
+    boolean,
+    learning_rate,
+    one_of,
+    positive,
+    unit_interval,
+)
 
 __all__ = [
     "EmaMomentum",
@@ -197,7 +206,7 @@ class ScaleByAdjustedLr(Transform):
     """
 
     hypers = {
-        "lr": Hyper(1e-3, nonnegative),
+        "lr": Hyper(1e-3, learning_rate),
         "adjust_lr_fn": Hyper(None, one_of(None, "original", "match_rms_adamw")),
     }
 

@@ -9,7 +9,16 @@ from typing import Any
 
 import torch
 
-from ..base import Hyper, Transform, betas_pair, boolean, nonnegative, positive, unit_interval
+from ..base import (
+    Hyper,
+    Transform,
+    betas_pair,
+    boolean,
+    learning_rate,
+    nonnegative,
+    positive,
+    unit_interval,
+)
 
 __all__ = ["ProdigyStep", "prodigy_step"]
 
@@ -91,7 +100,7 @@ class ProdigyStep(Transform):
     """
 
     hypers = {
-        "lr": Hyper(1e-3, nonnegative),
+        "lr": Hyper(1e-3, learning_rate),
         "betas": Hyper((0.9, 0.999), betas_pair),
         "beta3": Hyper(None, _optional_beta),
         "d0": Hyper(1e-6, positive),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ..base import Hyper, Transform, nonnegative
+from ..base import Hyper, Transform, learning_rate, nonnegative
 
 __all__ = [
     "AddL1",
@@ -83,7 +83,7 @@ class DecayWeights(Transform):
     decay whatever its own ``weight_decay`` means.
     """
 
-    hypers = {"weight_decay": Hyper(0.0, nonnegative), "lr": Hyper(1e-3, nonnegative)}
+    hypers = {"weight_decay": Hyper(0.0, nonnegative), "lr": Hyper(1e-3, learning_rate)}
 
     def update_tensor(self, u, p, state, group):
         lam = self.hp(group, "weight_decay") * self.hp(group, "lr")

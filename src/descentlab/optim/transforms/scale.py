@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..base import Hyper, Transform, finite_number, nonnegative
+from ..base import Hyper, Transform, finite_number, learning_rate
 
 __all__ = ["ScaleByLr", "Scale", "scale_by_lr", "scale"]
 
@@ -16,7 +16,7 @@ class ScaleByLr(Transform):
     on every step, so learning-rate schedulers take effect at once.
     """
 
-    hypers = {"lr": Hyper(1e-3, nonnegative)}
+    hypers = {"lr": Hyper(1e-3, learning_rate)}
 
     def update_tensor(self, u, p, state, group):
         return u.mul(-self.hp(group, "lr"))

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..base import Hyper, Transform, betas_pair, nonnegative, positive
+from ..base import Hyper, Transform, betas_pair, learning_rate, nonnegative, positive
 
 __all__ = ["ScheduleFreeAdamWStep", "schedule_free_adamw_step"]
 
@@ -78,7 +78,7 @@ class ScheduleFreeAdamWStep(Transform):
     """
 
     hypers = {
-        "lr": Hyper(1e-3, nonnegative),
+        "lr": Hyper(1e-3, learning_rate),
         "betas": Hyper((0.9, 0.999), betas_pair),
         "eps": Hyper(1e-8, positive),
         "weight_decay": Hyper(0.0, nonnegative),
