@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml requirements/cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements/cpu.txt
 	$(PY) -m pip install -q -e '.[test]'
+	# One-time cost at install, not in a timed run: build the fused C++ kernels now.
+	$(PY) -m descentlab.optim.fused
 	touch $(STAMP)
 
 install: $(STAMP)

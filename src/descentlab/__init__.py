@@ -2,5 +2,10 @@
 
 __version__ = "0.1.0"
 
-from . import optim, schedules  # noqa: E402,F401
+from . import optim, schedules, workloads  # noqa: E402,F401
 from .train import Trainer  # noqa: E402,F401
+from .workloads import Workload  # noqa: E402,F401
+
+# ``descentlab.compare`` is the function (DESIGN.md's Python API); the package of
+# the same name stays importable as ``from descentlab.compare import ...``.
+from .compare.api import compare  # noqa: E402,F401,I001

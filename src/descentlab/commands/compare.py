@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from ..errors import UsageError
-from .train import batch_size
+from .train import WORKLOAD_HELP, batch_size
+from .values import parse_pairs
 
 HELP = "compare strategies (optimizers, schedules, settings) on a workload and write a report"
 
@@ -16,10 +17,12 @@ CLASSIC = "sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workload", default=DEFAULT_WORKLOAD, help=f"workload (default {DEFAULT_WORKLOAD})")
+    p.add_argument("--workload", default=DEFAULT_WORKLOAD, help=f"{WORKLOAD_HELP} (default {DEFAULT_WORKLOAD})")
     p.add_argument("--optimizers", help=f"comma-separated optimizer names (default {CLASSIC})")
     p.add_argument("--strategies", metavar="FILE.yaml", help="strategies with their own settings (see docs/compare.md)")
     p.add_argument("--schedule", help="schedule for every strategy that does not set its own")
+    p.add_argument("--sched", action="append", metavar="K=V",
+                   help="setting of --schedule, e.g. --sched warmup_steps=100 (length-dependent ones default from the budget)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="budget in epochs (default: the workload's recipe)")
     budget.add_argument("--steps", type=int, help="budget in optimizer steps")
@@ -33,29 +36,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder of data files (mnist-cnn)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the built-in workloads are small)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR, one folder per run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare import from_file, from_names, run_comparison
+    from ..compare import compare, from_file
 
     if args.optimizers is not None and args.strategies is not None:
         raise UsageError("give --optimizers or --strategies, not both")
-    if args.strategies is not None:
-        strategies = from_file(args.strategies, args.schedule)
-    else:
-        strategies = from_names(args.optimizers if args.optimizers is not None else CLASSIC, args.schedule)
+    sched = parse_pairs(args.sched, "--sched")
+    if sched and args.schedule is None:
+        raise UsageError("--sched sets the settings of --schedule: give --schedule too")
     if args.schedule is not None:
         from .. import schedules
 
-        schedules.get(args.schedule)
-    out = args.out or f"runs/compare-{args.workload}"
-    result = run_comparison(
-        args.workload, strategies, out=out, seeds=args.seeds, steps=args.steps, epochs=args.epochs,
-        target=args.target, batch_size=args.batch_size, eval_every=args.eval_every, tune=args.tune_lr,
-        overwrite=args.overwrite, data_dir=args.data_dir, device=args.device, progress=not args.quiet,
+        args.schedule = schedules.get(args.schedule).name
+    if args.strategies is not None:
+        strategies = from_file(args.strategies, args.schedule, sched)
+    else:
+        strategies = args.optimizers if args.optimizers is not None else CLASSIC
+    if args.workload is not None and ":" in args.workload:
+        from ..workloads.user import absolute
+
+        args.workload = absolute(args.workload)
+    result = compare(
+        args.workload, strategies, out=args.out, seeds=args.seeds, steps=args.steps, epochs=args.epochs,
+        target=args.target, schedule=args.schedule, schedule_kwargs=sched, batch_size=args.batch_size,
+        eval_every=args.eval_every, tune_lr=args.tune_lr, overwrite=args.overwrite, data_dir=args.data_dir,
+        device=args.device, tensorboard=args.tensorboard, progress=not args.quiet,
         log=lambda msg: print(msg, file=sys.stderr),
     )
-    print(f"report: {result['report']}")
-    print(f"table:  {result['out']}/summary.csv   runs: {result['out']}/runs.sqlite")
+    print(f"report: {result.report}")
+    print(f"table:  {result.summary_csv}   runs: {result.runs_db}")
     return 0

@@ -10,7 +10,10 @@ from pathlib import Path
 from ..errors import UsageError
 from .values import parse_pairs
 
-HELP = "train a built-in workload (its default recipe unless flags or --config say otherwise)"
+HELP = "train a workload (its default recipe unless flags or --config say otherwise)"
+
+WORKLOAD_HELP = ("workload: a name (see `descentlab list workloads`), path/to/file.py:FUNC or package.module:FUNC "
+                 "(FUNC(seed=0) returns a descentlab.workloads.Workload; importing it runs that code)")
 
 
 def batch_size(text: str) -> int | str:
@@ -23,7 +26,7 @@ def batch_size(text: str) -> int | str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workload", help="workload name (see `descentlab list workloads`)")
+    p.add_argument("--workload", help=WORKLOAD_HELP)
     p.add_argument("--optimizer", help="optimizer name (see `descentlab list optimizers`)")
     p.add_argument("--lr", type=float, help="learning rate (default: the workload's for this optimizer)")
     p.add_argument("--opt", action="append", metavar="K=V", help="optimizer hyperparameter, e.g. --opt betas=(0.9,0.95)")
@@ -48,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder of data files (mnist-cnn: the MNIST IDX files)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the built-in workloads are small)")
     p.add_argument("--device", help="auto (default), cpu or cuda")
+    p.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on the last line of stdout")
     p.add_argument("--quiet", action="store_true", default=None, help="no progress bar")
 
@@ -84,6 +88,7 @@ def config_from_args(args: argparse.Namespace):
         "data_dir": args.data_dir,
         "device": args.device,
         "quiet": args.quiet,
+        "tensorboard": args.tensorboard,
     }
     if "epochs" in file_values and args.steps is not None or "steps" in file_values and args.epochs is not None:
         file_values.pop("epochs", None)

@@ -1,6 +1,14 @@
-"""Comparing strategies side by side: equal budgets, time-to-target, a report."""
+"""Comparing strategies side by side: equal budgets, time-to-target, a report.
 
+``descentlab.compare(workload, strategies, ...)`` (:func:`.api.compare`) is the
+Python entry point; the ``descentlab compare`` command is a thin layer over it.
+Note that the top-level name ``descentlab.compare`` is that function: import
+this package's parts as ``from descentlab.compare import run_comparison``.
+"""
+
+from .api import ComparisonResult, compare
 from .runner import run_comparison, time_to_target
-from .strategy import Strategy, from_file, from_names
+from .strategy import Strategy, coerce, from_file, from_names
 
-__all__ = ["Strategy", "from_file", "from_names", "run_comparison", "time_to_target"]
+__all__ = ["ComparisonResult", "Strategy", "coerce", "compare", "from_file", "from_names", "run_comparison",
+           "time_to_target"]

@@ -27,14 +27,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 
-from .. import optim, schedules, workloads
+from .. import workloads
 from ..errors import UsageError
-from ..train.callbacks import Callback, Diagnostics
+from ..experiment.build import build, trainer_options
+from ..experiment.lock import hold
 from ..store import RunStore
+from ..train.callbacks import Callback, Diagnostics
 from ..train.trainer import NonFiniteLossError, Trainer
-from .strategy import Strategy
+from .strategy import Strategy, coerce
 
 GROUP = "compare"
 
@@ -109,17 +110,8 @@ def _hparams(strategy: Strategy, wl: workloads.Workload, lr: float | None = None
 
 
 def _build(wl, strategy: Strategy, seed: int, steps: int, lr: float | None = None):
-    torch.manual_seed(seed)
-    model = wl.make_model()
-    optimizer = optim.create(strategy.optimizer, model.parameters(), **_hparams(strategy, wl, lr))
-    scheduler = None
-    if strategy.schedule not in (None, "constant"):
-        kw = dict(strategy.schedule_kwargs)
-        horizon = schedules.get(strategy.schedule).horizon
-        if horizon and horizon not in kw:
-            kw[horizon] = steps
-        scheduler = schedules.create(strategy.schedule, optimizer, **kw)
-    return model, optimizer, scheduler
+    return build(wl, strategy.optimizer, _hparams(strategy, wl, lr), strategy.schedule, strategy.schedule_kwargs,
+                 seed=seed, total_steps=steps)
 
 
 def validate(wl, strategies: Sequence[Strategy], steps: int) -> None:
@@ -131,17 +123,40 @@ def validate(wl, strategies: Sequence[Strategy], steps: int) -> None:
             raise UsageError(f"strategy {s.label!r}: {exc}") from None
 
 
+def _trainer(wl, strategy: Strategy, seed: int, steps: int, *, batch_size, eval_every: int | None,
+             lr: float | None = None, callbacks: Sequence[Callback] = (), device: str = "auto") -> Trainer:
+    model, optimizer, scheduler = _build(wl, strategy, seed, steps, lr)
+    return Trainer(
+        model, optimizer, wl.loss_fn, scheduler=scheduler, seed=seed, batch_size=batch_size, device=device,
+        clip={"norm": strategy.clip_norm} if strategy.clip_norm else None, **trainer_options(wl),
+        eval_every=eval_every, callbacks=[Diagnostics(every=max(1, steps // 40)), *callbacks],
+    )
+
+
+WARMUP_STEPS = 2
+
+
+def warm_up(wl, strategies: Sequence[Strategy], *, steps: int, batch_size, device: str = "auto",
+            log: Callable[[str], None] = print) -> None:
+    """Pay every one-time cost before any timed run: a few untimed steps of each
+    strategy on a throwaway model (kernel builds and loads, first-call
+    initialisation of its ops, DataLoader start-up), none of it recorded."""
+    log(f"warming up {len(strategies)} strategies ({WARMUP_STEPS} untimed steps each: one-time costs are paid here)")
+    for s in strategies:
+        trainer = _trainer(wl, s, 0, steps, batch_size=batch_size, eval_every=None, device=device)
+        try:
+            trainer.fit(wl.train, None, max_steps=min(WARMUP_STEPS, steps))
+        except NonFiniteLossError:
+            pass  # a strategy that diverges at once is recorded as such by its real run
+
+
 def train_one(wl, strategy: Strategy, seed: int, *, steps: int, batch_size, eval_every: int, target: float | None,
               lr: float | None = None, callbacks: Sequence[Callback] = (), device: str = "auto") -> tuple[dict, list[dict]]:
     """One run; returns (summary, history rows)."""
-    model, optimizer, scheduler = _build(wl, strategy, seed, steps, lr)
     key = f"val_{wl.metric}"
-    trainer = Trainer(
-        model, optimizer, wl.loss_fn, scheduler=scheduler, seed=seed, batch_size=batch_size, device=device,
-        clip={"norm": strategy.clip_norm} if strategy.clip_norm else None, metrics={wl.metric: wl.metric_fn},
-        monitor=key, mode=wl.metric_mode, eval_every=eval_every,
-        callbacks=[Diagnostics(every=max(1, steps // 40)), *callbacks],
-    )
+    trainer = _trainer(wl, strategy, seed, steps, batch_size=batch_size, eval_every=eval_every, lr=lr,
+                       callbacks=callbacks, device=device)
+    optimizer = trainer.optimizer
     status, error = "finished", None
     start = time.perf_counter()
     try:
@@ -207,8 +222,8 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def run_comparison(
-    workload: str,
-    strategies: Sequence[Strategy],
+    workload: Any,
+    strategies: Sequence[Any],
     *,
     out: str | Path,
     seeds: int = 1,
@@ -222,9 +237,20 @@ def run_comparison(
     data_dir: str | None = None,
     device: str = "auto",
     progress: bool = True,
+    schedule: str | None = None,
+    schedule_kwargs: dict[str, Any] | None = None,
+    callbacks: Callable[[str, int], Sequence[Callback]] | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the comparison; write summary.csv, runs.sqlite, the plots and report.html to ``out``."""
+    """Run the comparison; write summary.csv, runs.sqlite, the plots and report.html to ``out``.
+
+    ``workload`` is a name or ``file.py:FUNC`` reference, a Workload, or a
+    factory; ``strategies`` are Strategy objects, optimizer names or strategy
+    dicts (as in the strategies file); ``schedule``/``schedule_kwargs`` apply
+    to every strategy that sets no schedule of its own. ``callbacks(label,
+    seed)`` gives extra Trainer callbacks for each timed run (TensorBoard, say).
+    """
+    strategies = coerce(strategies, schedule, schedule_kwargs)
     if not strategies:
         raise UsageError("no strategies to compare: give --optimizers or --strategies")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
@@ -232,14 +258,15 @@ def run_comparison(
     for name, value in (("steps", steps), ("epochs", epochs), ("eval_every", eval_every)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UsageError(f"invalid {name}={value!r}: expected an integer >= 1")
-    wl = workloads.load(workload, seed=0, data_dir=data_dir)
-    if target is None:
+    wl = workloads.resolve(workload, seed=0, data_dir=data_dir)
+    builtin = isinstance(workload, str) and workload.strip().lower().replace("_", "-") in workloads.available()
+    if target is None and builtin:
         target = DEFAULT_TARGETS.get(wl.name)
     if target is not None:
         target = wl.check_target(target)
     recipe = wl.recipe
     batch_size = batch_size if batch_size is not None else recipe["batch_size"]
-    per_epoch = workloads.recipes.steps_per_epoch(len(wl.train[1]), batch_size)
+    per_epoch = workloads.recipes.steps_per_epoch(wl.num_examples("train"), batch_size)
     if steps is None:
         epochs = epochs if epochs is not None else recipe["epochs"]
         steps = epochs * per_epoch if epochs is not None else recipe["steps"]
@@ -247,48 +274,54 @@ def run_comparison(
     validate(wl, strategies, steps)
 
     out = Path(out)
-    if (out / "runs.sqlite").exists():
-        if not overwrite:
-            raise UsageError(f"{str(out)!r} already holds a comparison; pass --overwrite or another --out")
-        for name in ("runs.sqlite", "summary.csv", "report.html"):
-            (out / name).unlink(missing_ok=True)
-        for png in out.glob("*.png"):
-            png.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    store = RunStore(out / "runs.sqlite")
+    with hold(out):  # one writer per folder: a second comparison here fails at once
+        if (out / "runs.sqlite").exists():
+            if not overwrite:
+                raise UsageError(f"{str(out)!r} already holds a comparison; pass --overwrite or another --out")
+            for name in ("runs.sqlite", "summary.csv", "report.html"):
+                (out / name).unlink(missing_ok=True)
+            for png in out.glob("*.png"):
+                png.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        store = RunStore(out / "runs.sqlite")
 
-    lrs: dict[str, float | None] = {s.label: None for s in strategies}
-    if tune:
-        log(f"tuning the learning rate of {len(strategies)} strategies ({len(SWEEP)} × {max(1, steps // 5)} steps each)")
-        for s in strategies:
-            lrs[s.label] = tune_lr(wl, s, steps=max(1, steps // 5), batch_size=batch_size,
-                                   eval_every=max(1, eval_every // 5), store=store, log=log)
+        # One-time costs (kernels, first calls) are paid here, before any timed run.
+        warm_up(wl, strategies, steps=steps, batch_size=batch_size, device=device, log=log)
 
-    log(f"comparing {len(strategies)} strategies × {seeds} seed(s) on {wl.name}: {steps} steps each, "
-        f"batch {batch_size}" + (f", target {wl.metric} {target:g}" if target is not None else ""))
-    meter = _Progress(len(strategies) * seeds, steps, progress, log)
-    csv_rows = []
-    for seed in range(seeds):
-        for s in strategies:
-            config = {
-                **s.to_dict(), "strategy": s.label, "hparams": _hparams(s, wl, lrs[s.label]), "seed": seed,
-                "workload": wl.name, "metric": wl.metric, "metric_mode": wl.metric_mode, "target": target,
-                "steps": steps, "batch_size": batch_size, "eval_every": eval_every, "tuned": tune,
-            }
-            run_id = store.start(f"{s.label}/seed{seed}", config, group=GROUP)
-            meter.begin(s.label, seed)
-            summary, rows = train_one(wl, s, seed, steps=steps, batch_size=batch_size, eval_every=eval_every,
-                                      target=target, lr=lrs[s.label], callbacks=[meter], device=device)
-            store.finish(run_id, rows, summary, status=summary["status"])
-            meter.end(s.label, summary)
-            csv_rows.append({
-                **summary, "strategy": s.label, "seed": seed, "optimizer": s.optimizer, "schedule": s.schedule,
-                "steps_to_target": summary["steps_to_target"] if summary["steps_to_target"] is not None or target is None else math.inf,
-                "seconds_to_target": summary["seconds_to_target"] if summary["seconds_to_target"] is not None or target is None else math.inf,
-            })
-    write_csv(out / "summary.csv", csv_rows)
-    from ..report.html import render
+        lrs: dict[str, float | None] = {s.label: None for s in strategies}
+        if tune:
+            log(f"tuning the learning rate of {len(strategies)} strategies ({len(SWEEP)} × {max(1, steps // 5)} steps each)")
+            for s in strategies:
+                lrs[s.label] = tune_lr(wl, s, steps=max(1, steps // 5), batch_size=batch_size,
+                                       eval_every=max(1, eval_every // 5), store=store, log=log)
 
-    report = render(out)
-    return {"out": str(out), "report": str(report), "rows": csv_rows}
+        log(f"comparing {len(strategies)} strategies × {seeds} seed(s) on {wl.name}: {steps} steps each, "
+            f"batch {batch_size}" + (f", target {wl.metric} {target:g}" if target is not None else ""))
+        meter = _Progress(len(strategies) * seeds, steps, progress, log)
+        csv_rows = []
+        for seed in range(seeds):
+            for s in strategies:
+                config = {
+                    **s.to_dict(), "strategy": s.label, "hparams": _hparams(s, wl, lrs[s.label]), "seed": seed,
+                    "workload": wl.name, "workload_ref": workload if isinstance(workload, str) else None,
+                    "metric": wl.metric, "metric_mode": wl.metric_mode, "target": target,
+                    "steps": steps, "batch_size": batch_size, "eval_every": eval_every, "tuned": tune,
+                }
+                run_id = store.start(f"{s.label}/seed{seed}", config, group=GROUP)
+                meter.begin(s.label, seed)
+                summary, rows = train_one(wl, s, seed, steps=steps, batch_size=batch_size, eval_every=eval_every,
+                                          target=target, lr=lrs[s.label], device=device,
+                                          callbacks=[meter, *(callbacks(s.label, seed) if callbacks else ())])
+                store.finish(run_id, rows, summary, status=summary["status"])
+                meter.end(s.label, summary)
+                csv_rows.append({
+                    **summary, "strategy": s.label, "seed": seed, "optimizer": s.optimizer, "schedule": s.schedule,
+                    "steps_to_target": summary["steps_to_target"] if summary["steps_to_target"] is not None or target is None else math.inf,
+                    "seconds_to_target": summary["seconds_to_target"] if summary["seconds_to_target"] is not None or target is None else math.inf,
+                })
+        write_csv(out / "summary.csv", csv_rows)
+        from ..report.html import render
+
+        report = render(out)
+        return {"out": str(out), "report": str(report), "rows": csv_rows}
 

@@ -45,9 +45,14 @@ class Strategy:
         return dataclasses.asdict(self)
 
 
-def from_names(text: str, schedule: str | None = None) -> list[Strategy]:
+def from_names(text: str, schedule: str | None = None, schedule_kwargs: dict[str, Any] | None = None) -> list[Strategy]:
     """``"adam,sgd"`` -> strategies. Every name is checked before any is used,
     and an unknown name is reported by itself (with close matches)."""
+    if schedule is not None:
+        try:
+            schedule = schedules.get(schedule).name
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     names = [n.strip() for n in text.split(",")]
     if not text.strip() or any(not n for n in names):
         raise UsageError(f"invalid --optimizers {text!r}: expected a comma-separated list of optimizer names")
@@ -57,7 +62,8 @@ def from_names(text: str, schedule: str | None = None) -> list[Strategy]:
             canonical = optim.get(name).name
         except ValueError as exc:
             raise UsageError(f"strategy {name!r}: {exc}") from None
-        out.append(Strategy(label=canonical, optimizer=canonical, schedule=schedule))
+        out.append(Strategy(label=canonical, optimizer=canonical, schedule=schedule,
+                            schedule_kwargs=dict(schedule_kwargs or {}) if schedule else {}))
     return _unique(out)
 
 
@@ -69,7 +75,8 @@ def _number(where: str, key: str, value: Any, allow_none: bool = True) -> float 
     return float(value)
 
 
-def from_mapping(item: Any, index: int, default_schedule: str | None) -> Strategy:
+def from_mapping(item: Any, index: int, default_schedule: str | None,
+                 default_kwargs: dict[str, Any] | None = None) -> Strategy:
     where = f"strategy {index + 1}"
     if not isinstance(item, dict):
         raise UsageError(f"{where}: expected a mapping of settings, got {item!r}")
@@ -98,6 +105,8 @@ def from_mapping(item: Any, index: int, default_schedule: str | None) -> Strateg
     sched = item.get("sched") or {}
     if not isinstance(sched, dict):
         raise UsageError(f"{where}: invalid sched={sched!r}: expected a mapping")
+    if "schedule" not in item and schedule is not None:  # the default schedule, with the default settings
+        sched = {**(default_kwargs or {}), **sched}
     return Strategy(
         label=str(item.get("name", name)),
         optimizer=name,
@@ -109,7 +118,8 @@ def from_mapping(item: Any, index: int, default_schedule: str | None) -> Strateg
     )
 
 
-def from_file(path: str | Path, default_schedule: str | None = None) -> list[Strategy]:
+def from_file(path: str | Path, default_schedule: str | None = None,
+              default_kwargs: dict[str, Any] | None = None) -> list[Strategy]:
     data = load_yaml_data(path)
     if isinstance(data, dict):
         if set(data) != {"strategies"}:
@@ -117,7 +127,32 @@ def from_file(path: str | Path, default_schedule: str | None = None) -> list[Str
         data = data["strategies"]
     if not isinstance(data, list) or not data:
         raise UsageError(f"invalid strategies file {str(path)!r}: expected a non-empty list of strategies")
-    return _unique([from_mapping(item, i, default_schedule) for i, item in enumerate(data)])
+    return _unique([from_mapping(item, i, default_schedule, default_kwargs) for i, item in enumerate(data)])
+
+
+def coerce(strategies: Any, schedule: str | None = None, schedule_kwargs: dict[str, Any] | None = None) -> list[Strategy]:
+    """Strategies from what the Python API takes: Strategy objects, optimizer
+    names, strategy dicts (as in the strategies file), or one comma-separated
+    string. ``schedule`` and ``schedule_kwargs`` apply where a name or dict
+    sets no schedule of its own."""
+    if isinstance(strategies, str):
+        return from_names(strategies, schedule, schedule_kwargs)
+    if isinstance(strategies, (Strategy, dict)):
+        strategies = [strategies]
+    try:
+        items = list(strategies)
+    except TypeError:
+        raise UsageError(f"strategies must be a list of optimizer names, strategy dicts or Strategy objects, "
+                         f"got {strategies!r}") from None
+    out: list[Strategy] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Strategy):
+            out.append(item)
+        elif isinstance(item, str):
+            out.extend(from_names(item, schedule, schedule_kwargs))
+        else:
+            out.append(from_mapping(item, i, schedule, schedule_kwargs))
+    return _unique(out)
 
 
 def _unique(strategies: list[Strategy]) -> list[Strategy]:

@@ -43,6 +43,7 @@ class TrainConfig:
     data_dir: str | None = None
     device: str = "auto"
     quiet: bool = False
+    tensorboard: str | None = None  # a folder for TensorBoard event files
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -71,6 +72,12 @@ def validate(config: TrainConfig) -> TrainConfig:
     """Check every field; raise UsageError naming the first bad one."""
     if not config.workload:
         raise UsageError("no workload given: pass --workload (see `descentlab list workloads`)")
+    if not isinstance(config.workload, str):
+        raise UsageError(f"invalid workload={config.workload!r}: expected a name or path/to/file.py:FUNC")
+    from ..workloads.user import absolute, is_reference
+
+    if is_reference(config.workload):  # saved absolute, so that --resume finds it from any folder
+        config.workload = absolute(config.workload)
     _int_at_least("epochs", config.epochs, 1)
     _int_at_least("steps", config.steps, 1)
     _int_at_least("early_stopping", config.early_stopping, 1)

@@ -47,6 +47,7 @@ from ..errors import UsageError
 from .config import TrainConfig
 
 from .launch import ParallelError, launch
+from .lock import hold
 from .run import resolve, resumed_config, run_training
 
 
@@ -67,7 +68,7 @@ def run_parallel(config: TrainConfig, *, log: Callable[[str], None] = _stderr,
         return run_training(config, log=log)
     # Validate here, before any process starts: bad input is one line, exit 2.
     plan = resolve(resumed_config(config, log=lambda msg: None))
-    n_train = len(plan["workload"].train[1])
+    n_train = plan["workload"].num_examples("train")
     batch = plan["batch_size"]
     rows = n_train if batch == "full" else min(batch, n_train)
     if rows < nproc:
@@ -78,7 +79,10 @@ def run_parallel(config: TrainConfig, *, log: Callable[[str], None] = _stderr,
     backend, device = _placement(config.device, nproc, log)
     if device is not None:
         config = dataclasses.replace(config, device=device)
-    return launch(_train, nproc, (config,), backend=backend, timeout=timeout)[0]
+    if not config.out:
+        return launch(_train, nproc, (config,), backend=backend, timeout=timeout)[0]
+    with hold(config.out):  # this process holds the folder; rank 0, its worker, writes it
+        return launch(_train, nproc, (config,), backend=backend, timeout=timeout)[0]
 
 
 def _placement(device: str, nproc: int, log: Callable[[str], None]) -> tuple[str, str | None]:

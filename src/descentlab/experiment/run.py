@@ -31,7 +31,9 @@ from ..errors import UsageError
 from ..store import RunStore, versions
 from ..train.callbacks import Callback, CsvLogger, Diagnostics, EarlyStopping, ProgressBar, SameStart
 from ..train.trainer import NonFiniteLossError, Trainer
+from .build import build, trainer_options
 from .config import TrainConfig
+from .lock import hold
 
 
 class _FinalEvaluation(Callback):
@@ -69,14 +71,13 @@ def resolve(config: TrainConfig) -> dict[str, Any]:
     epochs, steps = config.epochs, config.steps
     if epochs is None and steps is None:
         epochs, steps = recipe["epochs"], recipe["steps"]
-    n_train = len(wl.train[1])
+    n_train = wl.num_examples("train")
     per_epoch = workloads.recipes.steps_per_epoch(n_train, batch_size)
     total = min(steps or math.inf, (epochs or math.inf) * per_epoch)
     sched_kw = _fit_phases(sched_kw, recipe, per_epoch, total)
     sched_kw.update(config.sched)
-    horizon = schedules.get(schedule).horizon if schedule is not None else None
-    if horizon is not None and horizon not in sched_kw and math.isfinite(total):
-        sched_kw[horizon] = int(total)  # e.g. cosine's total_steps: the run's length
+    if schedule is not None:  # e.g. cosine's total_steps: the run's length
+        sched_kw = schedules.budget_defaults(schedule, total, sched_kw)
     eval_every = config.eval_every or (max(1, int(total) // 20) if steps is not None else None)
     return {
         "workload": wl,
@@ -121,7 +122,7 @@ def _check_resume(config: TrainConfig, out: Path) -> None:
         return
     saved = json.loads(saved_path.read_text())
     for key, value in config.to_dict().items():
-        if key in ("resume", "quiet", "out", "device", "nproc") or value in (None, {}, False):
+        if key in ("resume", "quiet", "out", "device", "nproc", "tensorboard") or value in (None, {}, False):
             continue
         if saved.get(key) != value and not (isinstance(value, tuple) and list(value) == saved.get(key)):
             raise UsageError(
@@ -138,7 +139,7 @@ def resumed_config(config: TrainConfig, *, log=print) -> TrainConfig:
             saved = json.loads((out / "config.json").read_text())
             _check_resume(config, out)
             # How to run (device, processes) may change on resume; what to compute may not.
-            keep = {k: getattr(config, k) for k in ("quiet", "out", "device", "nproc")}
+            keep = {k: getattr(config, k) for k in ("quiet", "out", "device", "nproc", "tensorboard")}
             merged = {**saved, "resume": True, **keep}
             config = TrainConfig(**merged)
         else:
@@ -162,12 +163,8 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
     plan = resolve(config)
     wl = plan["workload"]
 
-    torch.manual_seed(config.seed)
-    model = wl.make_model()
-    optimizer = optim.create(plan["optimizer"], model.parameters(), **plan["hparams"])
-    scheduler = None
-    if plan["schedule"] not in (None, "constant"):
-        scheduler = schedules.create(plan["schedule"], optimizer, **plan["schedule_kwargs"])
+    model, optimizer, scheduler = build(wl, plan["optimizer"], plan["hparams"], plan["schedule"],
+                                        plan["schedule_kwargs"], seed=config.seed, total_steps=plan["total_steps"])
 
     final = _FinalEvaluation(wl.test)
     callbacks: list[Callback] = [final]
@@ -176,6 +173,10 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
     callbacks.append(Diagnostics(every=max(1, plan["total_steps"] // 50)))
     if out is not None and writes:
         callbacks.append(CsvLogger(out / "metrics.csv"))
+    if config.tensorboard and writes:
+        from ..train.tensorboard import TensorBoardLogger
+
+        callbacks.append(TensorBoardLogger(config.tensorboard))
     callbacks.append(ProgressBar(enabled=False if config.quiet or not writes else None))
     if distributed:  # last, so that checkpoints still resume in one process
         callbacks.append(SameStart())
@@ -191,9 +192,7 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
         precision=config.precision,
         device=config.device,
         seed=config.seed,
-        metrics={wl.metric: wl.metric_fn},
-        monitor=f"val_{wl.metric}",
-        mode=wl.metric_mode,
+        **trainer_options(wl),
         eval_every=plan["eval_every"],
         checkpoint_dir=str(out / "checkpoints") if out is not None else None,
         checkpoint_every=config.checkpoint_every or (max(1, plan["total_steps"] // 10) if out else None),
@@ -203,13 +202,19 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
 
     record = {k: v for k, v in plan.items() if k != "workload"}
     resolved = {**config.to_dict(), "resolved": record}
-    store = run_id = None
-    if out is not None and writes:  # everything is valid: now the output folder may be written
-        out.mkdir(parents=True, exist_ok=True)
+    if out is None or not writes:
+        return _fit(config, plan, trainer, final, None, None)
+    with hold(out):  # everything is valid: now the output folder may be written, by this process alone
         _write_json(out / "config.json", config.to_dict())
         store = RunStore(out / "runs.sqlite")
         run_id = (config.resume and store.find_running("train")) or store.start("train", resolved)
+        return _fit(config, plan, trainer, final, store, run_id)
 
+
+def _fit(config: TrainConfig, plan: dict[str, Any], trainer: Trainer, final: _FinalEvaluation,
+         store: RunStore | None, run_id: int | None) -> dict[str, Any]:
+    """Train, then write summary.json, metrics.csv and the run store's record (with a store)."""
+    wl, out = plan["workload"], Path(config.out) if config.out else None
     status, error = "finished", None
     start = time.perf_counter()
     try:
@@ -219,7 +224,7 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
     wall = time.perf_counter() - start
 
     summary = _summary(config, plan, trainer, final.results, wall, status, error)
-    if out is not None and writes:
+    if store is not None:
         _write_json(out / "summary.json", summary)
         trainer.history.to_csv(out / "metrics.csv")
         store.finish(run_id, trainer.history.rows, summary, status=status)

@@ -24,6 +24,7 @@ Hugging Face and optax warmup schedules; ``warmup_cosine`` is exactly that.
 """
 
 from . import functions
+from .budget import budget_defaults
 from .create import create, lr_curve
 from .plateau import PlateauState, plateau_step
 from .registry import Schedule, ScheduleSpec, available, get, resolve
@@ -31,6 +32,7 @@ from .scheduler import PlateauScheduler, Scheduler
 from .validate import ScheduleArgumentError, ScheduleError
 
 __all__ = [
+    "budget_defaults",
     "PlateauScheduler",
     "PlateauState",
     "Schedule",

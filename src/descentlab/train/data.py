@@ -7,10 +7,14 @@ Batch, stochastic and mini-batch gradient descent differ only in the batch:
 When the trainer is given tensors ``(x, y)`` it batches them itself: the order
 of epoch ``e`` is ``randperm(n)`` from a generator seeded with ``(seed, e)``, a
 pure function of the two, so a resumed run sees exactly the batches the
-interrupted one would have seen. Any other iterable of ``(inputs, targets)``
-batches (a DataLoader) is used as given; a resumed run then skips the batches
-already seen in the epoch, which is exact when the loader's order is
-deterministic per epoch.
+interrupted one would have seen. A map-style ``Dataset`` (items that are
+tuples or dicts) is batched the same way: the same seeded permutation of its
+indices, cut into batches, loaded by a ``DataLoader`` (``num_workers``
+processes allowed) with torch's default collation; a resumed run starts at
+the batch it stopped before, without loading the ones already seen. Any other
+iterable of batches (a DataLoader) is used as given; a resumed run then skips
+the batches already seen in the epoch, which is exact when the loader's order
+is deterministic per epoch.
 """
 
 from __future__ import annotations
@@ -65,6 +69,67 @@ class TensorBatches:
             yield self.x[sel], self.y[sel]
 
 
+def is_map_dataset(data: Any) -> bool:
+    """A map-style dataset: a torch ``Dataset`` (not iterable-style, not a
+    TensorDataset's tensors), or any object with ``__getitem__`` and ``__len__``
+    that is not a plain container or a tensor (e.g. a Hugging Face ``datasets.Dataset``)."""
+    if isinstance(data, torch.utils.data.IterableDataset) or isinstance(data, (Tensor, tuple, list, dict, str)):
+        return False
+    if isinstance(data, torch.utils.data.DataLoader):
+        return False
+    return isinstance(data, torch.utils.data.Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))
+
+
+class _Indices(torch.utils.data.Sampler):
+    """The batches of indices of one epoch from one batch on (set before each epoch)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class DatasetBatches:
+    """Seeded, resumable mini-batches of a map-style dataset, through a DataLoader."""
+
+    def __init__(self, dataset: Any, batch_size: BatchSize, *, seed: int = 0, shuffle: bool = True,
+                 num_workers: int = 0):
+        n = len(dataset)
+        if n == 0:
+            raise ValueError("the training data is empty")
+        self.n = n
+        self.batch_size = n if check_batch_size(batch_size) == "full" else min(batch_size, n)
+        self.seed, self.shuffle = seed, shuffle
+        self.sampler = _Indices()
+        self.loader = torch.utils.data.DataLoader(
+            dataset, batch_sampler=self.sampler, num_workers=num_workers,
+            persistent_workers=num_workers > 0,  # the sampler is read in this process each epoch
+        )
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def order(self, epoch: int) -> Tensor:
+        if not self.shuffle or self.batch_size == self.n:
+            return torch.arange(self.n)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)  # as TensorBatches: same order
+        return torch.randperm(self.n, generator=g)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        idx = self.order(epoch).tolist()
+        self.sampler.batches = [idx[b * self.batch_size:(b + 1) * self.batch_size] for b in range(start, len(self))]
+        yield from self.loader
+
+
+def eval_loader(dataset: Any, batch_size: int, num_workers: int = 0) -> torch.utils.data.DataLoader:
+    """A dataset in order, in batches, for evaluation."""
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+
 class IterableBatches:
     """Batches from any re-iterable source (e.g. a DataLoader)."""
 
@@ -86,12 +151,16 @@ class IterableBatches:
                 yield batch
 
 
-def as_batches(data: Any, batch_size: BatchSize | None, seed: int) -> TensorBatches | IterableBatches:
-    """Tensors ``(x, y)`` (or a TensorDataset) are batched by us; anything else is used as given."""
+def as_batches(data: Any, batch_size: BatchSize | None, seed: int,
+               num_workers: int = 0) -> TensorBatches | DatasetBatches | IterableBatches:
+    """Tensors ``(x, y)`` (or a TensorDataset) and map-style datasets are batched
+    by us; anything else (a DataLoader, a list of batches) is used as given."""
     if isinstance(data, torch.utils.data.TensorDataset) and len(data.tensors) == 2:
         data = data.tensors
     if isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data):
         return TensorBatches(data[0], data[1], batch_size if batch_size is not None else 32, seed=seed)
+    if is_map_dataset(data):
+        return DatasetBatches(data, batch_size if batch_size is not None else 32, seed=seed, num_workers=num_workers)
     if batch_size not in (None,):
         raise ValueError(
             f"batch_size={batch_size!r} applies to tensors (x, y); this data is already batched "

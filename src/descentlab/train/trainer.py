@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -20,10 +21,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..optim.fused.build import prepare as prepare_kernels
+from ..timing import timed
 from . import checkpoint as ckpt
 from .best import BestTracker
 from .callbacks import Callback
-from .data import as_batches, check_batch_size
+from .batch import batch_len, forward, logits_of, rows_of, targets_of, to_device
+from .data import as_batches, check_batch_size, eval_loader, is_map_dataset
 from .history import History
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -56,6 +60,12 @@ def _check_clip(clip: Mapping[str, float] | None) -> dict[str, float]:
 class Trainer:
     """Train ``model`` with ``optimizer`` on ``loss_fn``.
 
+    Batches are tuples ``(inputs, targets)`` or dicts (Hugging Face style);
+    ``loss_fn=None`` means the model returns its own loss (see
+    :mod:`descentlab.train.batch`). ``train`` and ``val`` given to :meth:`fit`
+    are tensors ``(x, y)`` or map-style Datasets (batched here, in a seeded,
+    resumable order) or any iterable of batches (a DataLoader).
+
     Args:
         scheduler: a ``torch.optim.lr_scheduler`` stepped once per optimizer
             step (``ReduceLROnPlateau`` / the "plateau" schedule: after each
@@ -69,7 +79,9 @@ class Trainer:
             only, with a GradScaler).
         device: "auto" (CUDA when present), "cpu", "cuda", ...
         seed: seeds the model-independent randomness (data order, dropout).
-        metrics: extra ``name -> fn(outputs, targets) -> float`` for evaluate().
+        metrics: extra ``name -> fn(outputs, targets) -> float`` for evaluate()
+            (a function with ``from_loss = True``, e.g. perplexity, gets the
+            mean evaluation loss instead).
         monitor / mode: the validation value that defines "best" ("val_loss",
             "min" by default); shared by EarlyStopping and best checkpoints.
         eval_every: validate every this many steps (default: every epoch).
@@ -83,13 +95,16 @@ class Trainer:
             trains through DistributedDataParallel, each process takes rows
             ``rank::world`` of every (global) batch, and only rank 0 writes
             checkpoints. Implied when ``model`` is already a DistributedDataParallel.
+        target_key: the targets' key in dict batches (default: the first of
+            labels, label, targets, target, y present).
+        num_workers: DataLoader workers for map-style Datasets.
     """
 
     def __init__(
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        loss_fn: Callable[[Any, Any], Tensor],
+        loss_fn: Callable[[Any, Any], Tensor] | None,
         *,
         scheduler: Any = None,
         callbacks: Sequence[Callback] = (),
@@ -111,6 +126,8 @@ class Trainer:
         max_skips: int = 10,
         log_every: int = 1,
         distributed: bool = False,
+        target_key: str | None = None,
+        num_workers: int = 0,
     ):
         if batch_size is not None:
             check_batch_size(batch_size)
@@ -120,6 +137,10 @@ class Trainer:
         for name, value in (("eval_every", eval_every), ("checkpoint_every", checkpoint_every)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"invalid {name}={value!r}: expected an integer >= 1 or None")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+            raise ValueError(f"invalid num_workers={num_workers!r}: expected an integer >= 0")
+        if loss_fn is not None and not callable(loss_fn):
+            raise TypeError(f"invalid loss_fn={loss_fn!r}: expected a callable (outputs, targets) -> loss, or None")
         if precision not in PRECISIONS:
             raise ValueError(f"invalid precision={precision!r}: expected one of {', '.join(PRECISIONS)}")
         if on_nonfinite not in ("raise", "skip"):
@@ -148,6 +169,7 @@ class Trainer:
             self.train_model = wrapper
         self.optimizer = optimizer
         self.loss_fn = loss_fn
+        self.target_key, self.num_workers = target_key, num_workers
         self.scheduler = scheduler
         self.callbacks = list(callbacks)
         self.batch_size, self.accumulate = batch_size, accumulate
@@ -179,10 +201,6 @@ class Trainer:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _to_device(self, batch: Any) -> tuple[Any, Any]:
-        x, y = batch
-        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-
     def fit(self, train: Any, val: Any = None, *, epochs: int | None = None, max_steps: int | None = None) -> History:
         """Train for ``epochs`` epochs or ``max_steps`` optimizer steps, whichever comes first."""
         for name, value in (("epochs", epochs), ("max_steps", max_steps)):
@@ -190,7 +208,7 @@ class Trainer:
                 raise ValueError(f"invalid {name}={value!r}: expected an integer >= 1")
         if epochs is None and max_steps is None:
             raise ValueError("fit() needs epochs= or max_steps=")
-        batches = as_batches(train, self.batch_size, self.seed)
+        batches = as_batches(train, self.batch_size, self.seed, self.num_workers)
         steps_per_epoch = max(1, len(batches) // self.accumulate) if epochs is not None else None
         self.total_steps = min(
             max_steps if max_steps is not None else math.inf,
@@ -198,6 +216,9 @@ class Trainer:
         )
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
+        # One-time costs come before any timed step: the C++ kernels, if this
+        # optimizer may use them, are built or loaded now, not in the first step.
+        prepare_kernels(self.optimizer, log=lambda msg: print(msg, file=sys.stderr))
         torch.manual_seed(self.seed)
         random.seed(self.seed)
         if self.resume:
@@ -210,7 +231,9 @@ class Trainer:
                 self._emit("on_epoch_start")
                 for batch in batches.epoch(self.epoch, start=self.batch_in_epoch):
                     self.batch_in_epoch += 1
-                    if not self._train_batch(batch, self.batch_in_epoch):
+                    with timed():  # training time: see descentlab.timing
+                        stepped = self._train_batch(batch, self.batch_in_epoch)
+                    if not stepped:
                         continue
                     self._after_step(val)
                     if self.should_stop or self.step >= self.total_steps:
@@ -238,12 +261,12 @@ class Trainer:
         loss either raises or skips the batch (discarding the gradients
         accumulated so far)."""
         start = time.perf_counter()
-        x, y = self._to_device(batch)
+        batch = to_device(batch, self.device)
         share = 1.0
         if self.world > 1:  # data parallel: this process's rows of the global batch
-            x, y, share = _rows_of(x, y, self.rank, self.world)
+            batch, share = rows_of(batch, self.rank, self.world)
         with self._autocast():
-            loss = self.loss_fn(self.train_model(x), y)
+            loss, _ = forward(self.train_model, batch, self.loss_fn, self.target_key)
         batch_loss = loss.detach() if self.world == 1 else _global_mean(loss.detach(), share)
         value = batch_loss.item()  # one read of the loss per batch, for the check and the log
         if not math.isfinite(value):  # the same decision on every process
@@ -334,31 +357,32 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, data: Any, batch_size: int = 1000) -> dict[str, float]:
-        """Mean loss and the metrics over ``data`` (tensors or batches), in eval mode."""
+        """Mean loss and the metrics over ``data`` (tensors, a Dataset or batches), in eval mode."""
         was_training = self.model.training
         self.model.eval()
         self._mode_of_optimizer("eval")
         total, count, outs, targets = 0.0, 0, [], []
+        from_outputs = {k: fn for k, fn in self.metrics.items() if not getattr(fn, "from_loss", False)}
         try:
-            for batch in _eval_batches(data, batch_size):
-                x, y = self._to_device(batch)
+            for batch in _eval_batches(data, batch_size, self.num_workers):
+                batch = to_device(batch, self.device)
                 with self._autocast():
-                    out = self.model(x)
-                    loss = self.loss_fn(out, y)
-                n = len(y)
+                    loss, out = forward(self.model, batch, self.loss_fn, self.target_key)
+                n = batch_len(batch)
                 total += float(loss) * n
                 count += n
-                if self.metrics:
-                    outs.append(out.float())
-                    targets.append(y)
+                if from_outputs:
+                    outs.append(logits_of(out).float())
+                    targets.append(targets_of(batch, self.target_key))
         finally:
             self._mode_of_optimizer("train")
             self.model.train(was_training)
         result = {"loss": total / max(count, 1)}
-        if self.metrics:
-            out, y = torch.cat(outs), torch.cat(targets)
-            for name, fn in self.metrics.items():
-                result[name] = float(fn(out, y))
+        if from_outputs and any(t is None for t in targets):
+            raise ValueError(f"metric(s) {sorted(from_outputs)} need targets, and the evaluation batches have none")
+        out, y = (torch.cat(outs), torch.cat(targets)) if from_outputs else (None, None)
+        for name, fn in self.metrics.items():
+            result[name] = float(fn(out, y) if name in from_outputs else fn(result["loss"]))
         return result
 
     def _mode_of_optimizer(self, mode: str) -> None:
@@ -456,17 +480,6 @@ def _is_plateau(scheduler: Any) -> bool:
     )
 
 
-def _rows_of(x: Tensor, y: Tensor, rank: int, world: int) -> tuple[Tensor, Tensor, float]:
-    """Rows ``rank::world`` of a global batch and their share of it. A process
-    left without rows (a last batch smaller than ``world``) runs one row with
-    share 0, so every process still takes part in the gradient averaging."""
-    n = len(y)
-    xs, ys = x[rank::world], y[rank::world]
-    if len(ys) == 0:
-        return x[:1], y[:1], 0.0
-    return xs, ys, len(ys) / n
-
-
 def _global_mean(loss: Tensor, share: float) -> Tensor:
     """The global batch's mean loss from each process's (mean) loss and share."""
     total = (loss.float() * share).reshape(1)
@@ -480,10 +493,11 @@ def _is_tensors(data: Any) -> bool:
     return isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, Tensor) for t in data)
 
 
-def _eval_batches(data: Any, batch_size: int) -> Iterable[Any]:
-    """Tensors in order, in chunks of ``batch_size``; anything else as given."""
+def _eval_batches(data: Any, batch_size: int, num_workers: int = 0) -> Iterable[Any]:
+    """Tensors in order, in chunks of ``batch_size``; a Dataset through a
+    DataLoader in order; anything else as given."""
     if not _is_tensors(data):
-        yield from data
+        yield from (eval_loader(data, batch_size, num_workers) if is_map_dataset(data) else data)
         return
     x, y = data.tensors if isinstance(data, torch.utils.data.TensorDataset) else data
     for i in range(0, len(x), batch_size):

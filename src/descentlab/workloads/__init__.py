@@ -28,18 +28,26 @@ mnist1d-mlp     the same, MLP 40-100-100-10                          accuracy
 mnist1d-cnn     the same, Greydanus's 3-layer CNN                    accuracy
 mnist-cnn       MNIST from IDX files in ``data_dir``                 accuracy
 ==============  ==================================================  ==========
+
+A user's own problem: ``workloads.load("path/to/file.py:FUNC")`` or
+``"package.module:FUNC"``, where ``FUNC(seed=0)`` returns a :class:`Workload`
+(see :mod:`.user` and docs/your-own-problem.md); installed packages add names
+through the entry-point group ``descentlab.workloads``.
 """
 
 # Registration order is listing order: the simplest problems first.
 from . import synthetic, sklearn_data, mnist1d, mnist  # noqa: F401,I001  (register the workloads)
-from .base import SPLITS, Split, Workload
+from .base import DEFAULT_RECIPE, SPLITS, Split, Workload, num_examples
 from .batches import Batches
 from .cache import cache_dir
 from .idx import IdxError, read_idx, write_idx
-from .metrics import METRICS, Metric, accuracy, mse, r2
-from .registry import WorkloadSpec, available, get, load, register, summaries
+from .metrics import METRICS, Metric, accuracy, mse, perplexity, r2, resolve_metric
+from .registry import WorkloadSpec, available, get, load, register, resolve, summaries
+from .user import ENTRY_POINT_GROUP
 
 __all__ = [
+    "DEFAULT_RECIPE",
+    "ENTRY_POINT_GROUP",
     "METRICS",
     "SPLITS",
     "Batches",
@@ -54,9 +62,13 @@ __all__ = [
     "get",
     "load",
     "mse",
+    "num_examples",
+    "perplexity",
     "r2",
     "read_idx",
     "register",
+    "resolve",
+    "resolve_metric",
     "summaries",
     "write_idx",
 ]

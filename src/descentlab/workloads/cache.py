@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..timing import one_time
+
 ENV_VAR = "DESCENTLAB_CACHE"
 _KEY_FIELD = "__cache_key__"
 
@@ -102,8 +104,9 @@ def cached(
             warnings.warn(f"ignoring the cache file {path} ({exc}); regenerating it", stacklevel=2)
             arrays = None
     if arrays is None:
-        arrays = {k: np.asarray(v) for k, v in build().items()}
-        if _KEY_FIELD in arrays:
-            raise ValueError(f"{_KEY_FIELD!r} is reserved")
-        save_atomic(path, arrays, key)
+        with one_time(f"data generation ({name})"):
+            arrays = {k: np.asarray(v) for k, v in build().items()}
+            if _KEY_FIELD in arrays:
+                raise ValueError(f"{_KEY_FIELD!r} is reserved")
+            save_atomic(path, arrays, key)
     return arrays

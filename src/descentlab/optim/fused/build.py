@@ -7,7 +7,9 @@ package) and cached in torch's extension directory
 rebuilds when the source or the flags change and holds a file lock while
 building, so parallel test workers build it once. A first build takes about
 25 s on 2 cores; loading the cached library afterwards takes well under a
-second.
+second. ``make`` builds it at install (``python -m descentlab.optim.fused``),
+and the Trainer loads it before its first timed step (:func:`prepare`), so a
+build is never charged to a run's training time (see :mod:`descentlab.timing`).
 
 The instruction set is chosen from ``torch.backends.cpu.get_cpu_capability()``
 (the one torch's own kernels use) and is part of the extension's name, so a
@@ -91,24 +93,27 @@ def ops():
             return _loaded.ops
         if _error is not None:
             raise FusedUnavailable(_error)
-        start = time.perf_counter()
-        try:
-            from torch.utils.cpp_extension import load
+        from ...timing import one_time
 
-            cap = _capability()
-            load(
-                name=f"{NAMESPACE}_{cap.lower()}",
-                sources=[str(s) for s in SOURCES],
-                extra_include_paths=[str(SOURCES[0].parent)],
-                extra_cflags=[*_COMMON, *_FLAGS[cap], _header_digest()],
-                is_python_module=False,
-                verbose=bool(os.environ.get("DESCENTLAB_FUSED_VERBOSE")),
-            )
-            ns = getattr(torch.ops, NAMESPACE)
-            ns.lion  # noqa: B018  (fails here, not mid-step, if the library did not register)
-        except Exception as exc:  # compiler missing, ninja missing, build error...
-            _error = f"the C++ fused kernels could not be built ({type(exc).__name__}: {exc})".strip()
-            raise FusedUnavailable(_error) from exc
+        start = time.perf_counter()
+        with one_time("fused C++ kernel build or load"):  # raises first when timed, in strict mode
+            try:
+                from torch.utils.cpp_extension import load
+
+                cap = _capability()
+                load(
+                    name=f"{NAMESPACE}_{cap.lower()}",
+                    sources=[str(s) for s in SOURCES],
+                    extra_include_paths=[str(SOURCES[0].parent)],
+                    extra_cflags=[*_COMMON, *_FLAGS[cap], _header_digest()],
+                    is_python_module=False,
+                    verbose=bool(os.environ.get("DESCENTLAB_FUSED_VERBOSE")),
+                )
+                ns = getattr(torch.ops, NAMESPACE)
+                ns.lion  # noqa: B018  (fails here, not mid-step, if the library did not register)
+            except Exception as exc:  # compiler missing, ninja missing, build error...
+                _error = f"the C++ fused kernels could not be built ({type(exc).__name__}: {exc})".strip()
+                raise FusedUnavailable(_error) from exc
         _loaded = SimpleNamespace(ops=ns, seconds=time.perf_counter() - start)
         return ns
 
@@ -120,3 +125,51 @@ def available() -> str | None:
     except FusedUnavailable as exc:
         return str(exc)
     return None
+
+
+def needed_by(optimizer) -> bool:
+    """Whether ``optimizer`` may step with the C++ kernels (a named optimizer
+    whose fused step is ours, with a CPU parameter group that does not forbid it)."""
+    step = getattr(optimizer, "_fused_step", None)
+    kernel = getattr(step, "kernel", None)
+    if kernel is None:
+        return False
+    ours = any(getattr(fn, "__module__", "").endswith("fused.cpu_kernels") for fn in (kernel.cpu, kernel.cpu_regularized) if fn)
+    if not ours:
+        return False
+    for group in optimizer.param_groups:
+        if group.get("fused") is False or (group.get("fused") is None and group.get("foreach") is not None):
+            continue
+        if any(getattr(p, "is_cpu", False) for p in group["params"]):
+            return True
+    return False
+
+
+def prepare(optimizer, log=None) -> None:
+    """Build or load the C++ kernels now if ``optimizer`` may need them, so that
+    it never happens inside a timed step; says so once (``log``) when it builds."""
+    if _loaded is not None or _error is not None or not needed_by(optimizer):
+        return
+    if log is not None and not _built_library().is_file():
+        log("building the fused C++ optimizer kernels (once per machine, before any timed step)...")
+    available()
+
+
+def _built_library() -> Path:
+    """Where torch's extension builder keeps the library (it may still rebuild it
+    when the sources changed; this only decides whether to say "building")."""
+    from torch.utils.cpp_extension import _get_build_directory
+
+    name = f"{NAMESPACE}_{_capability().lower()}"
+    return Path(_get_build_directory(name, verbose=False)) / f"{name}.so"
+
+
+def main() -> int:
+    """``python -m descentlab.optim.fused``: build (or find) the kernels now."""
+    problem = available()
+    if problem:
+        print(f"descentlab: fused C++ kernels unavailable, the optimizers will use their chains: {problem}")
+        return 0  # not an install failure: every optimizer works without them
+    print(f"descentlab: fused C++ kernels ready ({_loaded.seconds:.1f} s)")
+    return 0
+

@@ -1,0 +1,41 @@
+"""From a workload and a strategy to the objects a run trains: model, optimizer,
+schedule, and the Trainer's workload-specific options. ``train`` and
+``compare`` build their runs here, so both train a workload the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .. import optim, schedules
+from ..workloads import Workload
+
+
+def build(wl: Workload, optimizer: str, hparams: dict[str, Any], schedule: str | None,
+          schedule_kwargs: dict[str, Any], *, seed: int, total_steps: int | float) -> tuple[Any, Any, Any]:
+    """``(model, optimizer, scheduler)`` for seed ``seed``: ``torch.manual_seed(seed)``
+    before ``make_model()`` (the same initialisation for every strategy of a
+    seed); the schedule's length-dependent settings default from ``total_steps``
+    (:func:`descentlab.schedules.budget_defaults`)."""
+    torch.manual_seed(seed)
+    model = wl.make_model()
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{wl.name}: make_model() returned {type(model).__name__}, expected a torch.nn.Module")
+    opt = optim.create(optimizer, model.parameters(), **hparams)
+    scheduler = None
+    if schedule not in (None, "constant"):
+        kw = schedules.budget_defaults(schedule, total_steps, schedule_kwargs)
+        scheduler = schedules.create(schedule, opt, **kw)
+    return model, opt, scheduler
+
+
+def trainer_options(wl: Workload) -> dict[str, Any]:
+    """The Trainer's keyword arguments that come from the workload."""
+    return {
+        "metrics": {wl.metric: wl.metric_fn},
+        "monitor": f"val_{wl.metric}",
+        "mode": wl.metric_mode,
+        "target_key": wl.target_key,
+        "num_workers": wl.num_workers,
+    }
