@@ -7,14 +7,11 @@ import time
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-pytest.importorskip("tensorboard", reason="tensorboard is a test dependency (pip install -e '.[test]')")
-
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-
-from descentlab import optim, schedules  # noqa: E402
-from descentlab.train import Callback, Trainer  # noqa: E402
-from descentlab.train.tensorboard import AXES, TensorBoardLogger  # noqa: E402
+from descentlab import optim, schedules
+from descentlab.train import Callback, Trainer
+from descentlab.train.tensorboard import AXES, TensorBoardLogger
 
 STEPS = 10
 
