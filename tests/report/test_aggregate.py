@@ -10,6 +10,7 @@ from descentlab.store import RunStore
 from .conftest import STRATEGIES, make_compare_store
 
 INF = math.inf
+ONE_SEED = "One seed per strategy (n=1): no spread to show, and the differences above are not tested against seed-to-seed variation."
 
 
 @pytest.fixture(scope="module")
@@ -134,11 +135,13 @@ def test_lower_is_better(tmp_path):
     table = _table(tmp_path, strategies, target=0.25, mode="min")
     assert [r.strategy for r in table] == ["lion", "sgd", "adam"]
     assert agg.verdict(table, 0.25, "mse", "min") == [
-        "lion reached mse ≤ 0.25 first: median 40 steps (1.5 s), 2.0× fewer steps than sgd.",
-        "lion had the best validation mse: 0.1 ± 0, ahead of sgd (0.2 ± 0).",
+        "lion reached mse ≤ 0.25 first: 40 steps (1.5 s), 2.0× fewer steps than sgd.",
+        "lion had the best validation mse: 0.1, ahead of sgd (0.2).",  # one seed each: no ± 0
         "adam never reached the target in 1 of 1 seeds.",
-        "One seed per strategy: the differences above are not tested against seed-to-seed variation.",
+        ONE_SEED,
     ]
+    assert all("±" not in line for line in agg.verdict(table, 0.25, "mse", "min"))
+    assert all(math.isnan(r.best_std) and math.isnan(r.final_std) for r in table)  # one value has no spread
 
 
 def test_overlapping_steps_are_not_a_winner(tmp_path):
@@ -193,7 +196,7 @@ def test_latest_run_per_seed_wins(tmp_path):
     assert len(agg.latest_runs(runs)) == 1
     (row,) = agg.aggregate(runs)
     assert (row.n, row.best_mean) == (1, 0.7)
-    assert agg.verdict([row], None, "accuracy", "max") == ["a: best validation accuracy 0.7 ± 0."]
+    assert agg.verdict([row], None, "accuracy", "max") == ["a: best validation accuracy 0.7 from 1 seed."]
 
 
 def test_formatting():
@@ -203,7 +206,12 @@ def test_formatting():
     assert agg.describe_target(3.0, "r2", "max") == "r2 ≥ 3"
     assert agg.fmt_steps(INF) == "∞" and agg.fmt_steps(1500.0) == "1500" and agg.fmt_steps(1500.5) == "1500.5"
     assert agg.fmt_seconds(7.84) == "7.8 s" and agg.fmt_seconds(0.5) == "0.50 s"
+    assert agg.fmt_seconds(0.0234) == "0.023 s" and agg.fmt_seconds(0.0181) != agg.fmt_seconds(0.0234)
+    assert agg.fmt_seconds(0.00004) == "<0.001 s"
     assert agg.fmt_mean_std(math.nan, math.nan) == "—"
+    assert agg.fmt_mean_std(0.94, math.nan) == "0.94" and agg.fmt_mean_std(0.94, 0.0) == "0.94 ± 0"
+    assert agg.mean_std([0.94]) == (0.94, pytest.approx(math.nan, nan_ok=True), 1)
+    assert agg.mean_std([0.9, math.nan]) == (0.9, pytest.approx(math.nan, nan_ok=True), 1)
     assert agg.verdict([], 0.9, "accuracy", "max") == ["No runs to compare."]
 
 
@@ -213,6 +221,39 @@ def test_best_metric_over_fewer_seeds_says_so(tmp_path):
         "b": ("sgd", {"lr": 0.1}, _seeds((0.80, None, None, "finished"), (0.81, None, None, "finished"), (0.82, None, None, "finished"))),
     }
     assert agg.verdict(_table(tmp_path, strategies, target=None), None, "accuracy", "max") == [
-        "a had the best validation accuracy: 0.99 ± 0 over 1 of 3 seeds, ahead of b (0.81 ± 0.01).",
+        "a had the best validation accuracy: 0.99 over 1 of 3 seeds, ahead of b (0.81 ± 0.01).",
         "a diverged in 2 of 3 seeds.",
+    ]
+
+
+def test_one_seed_ties_and_mixed_seed_counts(tmp_path):
+    """One seed: no ±, no "median", no "seed spread"; equal (as shown) best values are a tie."""
+    strategies = {
+        "a": ("adam", {"lr": 0.001}, _seeds((0.9931, 18, 0.0181, "finished"))),
+        "b": ("adafactor", {"lr": 0.3}, _seeds((0.9931, 21, 0.0234, "finished"))),
+    }
+    lines = agg.verdict(_table(tmp_path / "one", strategies, target=0.95), 0.95, "accuracy", "max")
+    assert lines == [
+        "a reached 95% accuracy first: 18 steps (0.018 s), 1.2× fewer steps than b.",
+        "Best validation accuracy: a 0.9931, b 0.9931.",
+        "The top two (a, b) are tied — no winner.",
+        ONE_SEED,
+    ]
+    assert not any("±" in line or "median" in line or "seed spread" in line for line in lines)
+    # three seeds beside one: the lone value says n, the other keeps its ±
+    strategies = {
+        "a": ("adam", {"lr": 0.001}, _seeds(*[(0.95, None, None, "finished")] * 3)),
+        "b": ("sgd", {"lr": 0.1}, _seeds((0.80, None, None, "finished"))),
+    }
+    lines = agg.verdict(_table(tmp_path / "mixed", strategies, target=None), None, "accuracy", "max")
+    assert lines == ["a had the best validation accuracy: 0.95 ± 0, ahead of b (0.8 from 1 seed)."]
+
+
+def test_one_strategy_one_seed(tmp_path):
+    strategies = {"a": ("adam", {"lr": 0.001}, _seeds((0.9792, 48, 0.017, "finished")))}
+    (row,) = table = _table(tmp_path, strategies, target=0.95)
+    assert math.isnan(row.best_std) and row.best_n == 1
+    assert agg.verdict(table, 0.95, "accuracy", "max") == [
+        "a reached 95% accuracy: 48 steps (0.017 s).",
+        "a: best validation accuracy 0.9792 from 1 seed.",
     ]

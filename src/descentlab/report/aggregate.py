@@ -7,9 +7,11 @@ a function of the numbers in the table and nothing else.
 
 Statistics, per strategy over its seeds:
 
-* final / best validation metric: mean ± sample standard deviation (ddof=1;
-  0 for one seed) over the seeds that produced a finite value — a diverged seed
-  has no metric and is counted in ``diverged`` instead.
+* final / best validation metric: mean ± sample standard deviation (ddof=1)
+  over the seeds that produced a finite value — a diverged seed has no metric
+  and is counted in ``diverged`` instead. One value has no spread: its
+  standard deviation is NaN (not 0), and it is written without ± and with
+  its n (``0.94 (n=1)`` in the table, ``0.94 from 1 seed`` in the verdict).
 * steps / seconds to target: median, [min, max] over *all* seeds, a seed that
   never reached the target counting as ∞. The median is ∞ when more than half
   the seeds never reached it; when exactly half did not (an even number of
@@ -101,10 +103,11 @@ def as_number(value: Any) -> float:
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (NaN for fewer than two values) and count of the finite values."""
     vals = [v for v in values if math.isfinite(v)]
     if not vals:
         return math.nan, math.nan, 0
-    std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    std = statistics.stdev(vals) if len(vals) > 1 else math.nan
     return statistics.fmean(vals), std, len(vals)
 
 
@@ -274,13 +277,17 @@ def fmt_seconds(x: float) -> str:
         return "—"
     if math.isinf(x):
         return "∞"
-    return f"{x:.2f} s" if x < 1 else f"{x:.1f} s"
+    if 0 < x < 0.001:
+        return "<0.001 s"
+    return f"{x:#.2g} s" if x < 1 else f"{x:.1f} s"  # 0.50 s, 0.023 s: two digits, so small times still differ
 
 
 def fmt_mean_std(mean: float, std: float) -> str:
-    """``mean ± std``: the mean to 4 significant digits, the spread to 2."""
+    """``mean ± std``: the mean to 4 significant digits, the spread to 2; no ± without a spread (NaN std)."""
     if math.isnan(mean):
         return "—"
+    if math.isnan(std):
+        return fmt_value(mean)
     return f"{fmt_value(mean)} ± {std:.2g}"
 
 
@@ -327,17 +334,20 @@ def verdict(table: Sequence[StrategyStats], target: float | None, metric: str, m
         else:
             lead = reaching[0]
             st, sec = lead.steps_to_target, lead.seconds_to_target
-            at = f"median {fmt_steps(st.median)} steps ({fmt_seconds(sec.median)})"
+            at = f"{'median ' if st.n > 1 else ''}{fmt_steps(st.median)} steps ({fmt_seconds(sec.median)})"
             if len(reaching) == 1:
-                others = "the only strategy" if len(table) > 1 else "the strategy"
-                lines.append(f"{lead.strategy} was {others} to reach {goal} in at least half of its seeds: {at}.")
+                half = " in at least half of its seeds" if st.n > 1 else ""  # "half" of one seed says nothing
+                if len(table) > 1:
+                    lines.append(f"{lead.strategy} was the only strategy to reach {goal}{half}: {at}.")
+                else:
+                    lines.append(f"{lead.strategy} reached {goal}{half}: {at}.")
             else:
                 second = reaching[1]
                 st2 = second.steps_to_target
                 if st.median == st2.median:
                     lines.append(
                         f"{lead.strategy} and {second.strategy} reached {goal} "
-                        f"at the same median step count ({fmt_steps(st.median)}) — no winner."
+                        f"at the same {'median ' if st.n > 1 or st2.n > 1 else ''}step count ({fmt_steps(st.median)}) — no winner."
                     )
                 elif _overlap(st, st2):
                     lines.append(
@@ -352,10 +362,11 @@ def verdict(table: Sequence[StrategyStats], target: float | None, metric: str, m
                         f"{_times(st2.median / st.median)} fewer steps than {second.strategy}."
                     )
                 fastest = min(reaching, key=lambda r: r.seconds_to_target.median)
-                if fastest is not lead and fastest.seconds_to_target.median < sec.median:
+                fast = fmt_seconds(fastest.seconds_to_target.median)
+                if fastest is not lead and fastest.seconds_to_target.median < sec.median and fast != fmt_seconds(sec.median):
                     lines.append(
                         f"{fastest.strategy} reached it in less training time though: "
-                        f"median {fmt_seconds(fastest.seconds_to_target.median)} vs {fmt_seconds(sec.median)}."
+                        f"{'median ' if fastest.n > 1 or lead.n > 1 else ''}{fast} vs {fmt_seconds(sec.median)}."
                     )
 
     # 2. the best validation metric
@@ -363,9 +374,16 @@ def verdict(table: Sequence[StrategyStats], target: float | None, metric: str, m
     sign = -1.0 if mode == "max" else 1.0
     scored.sort(key=lambda r: sign * r.best_mean)
 
-    def best(row: StrategyStats) -> str:  # a mean over fewer seeds than ran says so
+    def best(row: StrategyStats) -> str:  # a mean over fewer seeds than ran says so, and so does a lone value
         text = fmt_mean_std(row.best_mean, row.best_std)
-        return text + (f" over {row.best_n} of {row.n} seeds" if row.best_n < row.n else "")
+        if row.best_n < row.n:
+            return text + f" over {row.best_n} of {row.n} seeds"
+        if row.best_n == 1 and not (single_seed and len(table) > 1):  # else the closing line says it once
+            return text + " from 1 seed"
+        return text
+
+    def sd(row: StrategyStats) -> float:  # a lone value adds no spread
+        return 0.0 if math.isnan(row.best_std) else row.best_std
 
     if not scored:
         lines.append(f"No strategy produced a finite validation {metric}.")
@@ -378,7 +396,10 @@ def verdict(table: Sequence[StrategyStats], target: float | None, metric: str, m
     else:
         lead, second = scored[0], scored[1]
         a, b = best(lead), best(second)
-        if abs(lead.best_mean - second.best_mean) < lead.best_std + second.best_std or lead.best_mean == second.best_mean:
+        if fmt_value(lead.best_mean) == fmt_value(second.best_mean):  # equal as the table shows them
+            lines.append(f"Best validation {metric}: {lead.strategy} {a}, {second.strategy} {b}.")
+            lines.append(f"The top two ({lead.strategy}, {second.strategy}) are tied — no winner.")
+        elif abs(lead.best_mean - second.best_mean) < sd(lead) + sd(second):
             lines.append(f"Best validation {metric}: {lead.strategy} {a}, {second.strategy} {b}.")
             lines.append(
                 f"The top two ({lead.strategy}, {second.strategy}) differ by less than their seed spread "
@@ -397,5 +418,8 @@ def verdict(table: Sequence[StrategyStats], target: float | None, metric: str, m
             lines.append(f"{row.strategy} failed or did not finish in {row.failed} of {row.n} seeds.")
 
     if single_seed and len(table) > 1:
-        lines.append("One seed per strategy: the differences above are not tested against seed-to-seed variation.")
+        lines.append(
+            "One seed per strategy (n=1): no spread to show, and the differences above "
+            "are not tested against seed-to-seed variation."
+        )
     return lines
