@@ -110,3 +110,41 @@ def rendered(compare_dir):
     from descentlab.report import html
 
     return html.render(compare_dir)
+
+
+# The 19 optimizers of `descentlab list optimizers`, one seed each: 18 end their 3000 steps near 2 s,
+# muon takes 60 s (a time-axis outlier), lion diverges at step 700.
+MANY = (
+    "sgd", "momentum", "nesterov", "adam", "amsgrad", "adamw", "adagrad", "rmsprop", "adadelta", "adamax",
+    "nadam", "radam", "adafactor", "muon", "lion", "lamb", "lars", "prodigy", "adamw_schedulefree",
+)
+SLOW, SLOW_SECONDS, DIVERGING = "muon", 60.0, "lion"
+
+
+def many_strategies() -> dict:
+    out = {}
+    for i, name in enumerate(MANY):
+        per_step = SLOW_SECONDS / STEPS if name == SLOW else (1.8 + 0.4 * i / len(MANY)) / STEPS
+        best = 0.91 + 0.004 * (i % 10)
+        stt = 600 + 100 * i
+        seed = (best, best - 0.01, stt, stt * per_step, per_step, "finished")
+        if name == DIVERGING:
+            seed = (None, None, None, None, per_step, "diverged")
+        out[name] = (name, {"lr": 0.001 * (1 + i)}, [seed])
+    return out
+
+
+@pytest.fixture(scope="session")
+def many_dir(tmp_path_factory):
+    """A directory holding a 19-strategy, one-seed comparison's runs.sqlite."""
+    out = tmp_path_factory.mktemp("compare19")
+    make_compare_store(out / "runs.sqlite", many_strategies())
+    return out
+
+
+@pytest.fixture(scope="session")
+def many_rendered(many_dir):
+    """report.html rendered once from the 19-strategy comparison."""
+    from descentlab.report import html
+
+    return html.render(many_dir)

@@ -1,12 +1,19 @@
 """The report as a browser shows it: headless Chromium screenshots report.html and dumps its DOM.
 
+The 19-strategy report is also opened with a probe script added to a copy of it
+(the report itself has no scripts), which records in the DOM whether every plot
+image loaded, its size and position, and whether anything covers it.
+
 Needs Debian's ``chromium``; when it is missing the test installs it once with
 apt-get (as root) and skips, saying why, only where that is impossible.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import os
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -15,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import STRATEGIES
+from .conftest import MANY, STRATEGIES
 
 pytestmark = pytest.mark.slow
 
@@ -122,3 +129,61 @@ def test_dom_has_the_table_rows(chromium, report, tmp_path):
     assert sorted(row[1].strip() for row in parser.rows) == sorted(STRATEGIES)
     assert not parser.bold, "a strategy label was rendered as HTML"
     assert parser.rows[0][0].strip() == "1" and "1200 [1000–1500]" in parser.rows[0][7]
+
+
+PROBE = """<script>
+addEventListener("load", () => {
+  const images = [...document.images].map((img) => {
+    const r = img.getBoundingClientRect();
+    const style = getComputedStyle(img);
+    const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    return {alt: img.alt, complete: img.complete, natural: [img.naturalWidth, img.naturalHeight],
+            box: [r.left + scrollX, r.top + scrollY, r.width, r.height],
+            shown: style.visibility === "visible" && style.display !== "none" && Number(style.opacity) > 0,
+            onTop: hit === img};
+  });
+  const out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({images, width: document.documentElement.clientWidth,
+                                    height: Math.ceil(document.body.getBoundingClientRect().height)});
+  document.body.append(out);
+});
+</script>"""
+
+
+def test_19_strategy_report_shows_every_plot(chromium, many_rendered, tmp_path):
+    page = many_rendered.read_text(encoding="utf-8")
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    done = _browse(chromium, tmp_path, "--dump-dom", "--virtual-time-budget=10000", "--window-size=1300,12000", probe.as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, "the probe did not run: " + done.stdout[-500:]
+    seen = json.loads(html.unescape(found.group(1)))
+    images, width, height = seen["images"], seen["width"], seen["height"]
+    assert len(images) == 7 and height < 12000, (len(images), height)
+    for img in images:
+        x, y, w, h = img["box"]
+        nw, nh = img["natural"]
+        assert img["complete"] and nw > 500 and nh > 300, f"{img['alt']}: not loaded ({nw}×{nh})"
+        assert img["shown"] and img["onTop"], f"{img['alt']}: hidden or covered"
+        assert w >= 500 and 0 <= x and x + w <= width + 0.5, f"{img['alt']}: {w:.0f} px wide at x={x:.0f} of {width}"
+        assert h == pytest.approx(w * nh / nw, rel=0.02), f"{img['alt']}: stretched"
+    # and on screen: each image's place in a screenshot of the report is a drawn plot
+    shot = tmp_path / "report19.png"
+    done = _browse(chromium, tmp_path, f"--screenshot={shot}", f"--window-size=1300,{height}", many_rendered.as_uri())
+    assert shot.is_file(), f"no screenshot (exit {done.returncode}): {done.stderr[-2000:]}"
+    from matplotlib.image import imread
+
+    pixels = (imread(shot)[..., :3] * 255).astype(np.uint8)
+    for img in images:
+        x, y, w, h = (int(round(v)) for v in img["box"])
+        crop = pixels[y + 2 : y + h - 2, x + 2 : x + w - 2]
+        colors = len(np.unique(crop.reshape(-1, 3), axis=0))
+        drawn = np.any(crop < 235, axis=-1).mean()
+        assert colors > 200 and drawn > 0.03, f"{img['alt']}: {colors} colours, {drawn:.1%} drawn: blank?"
+    # the summary lists all 19 strategies
+    done = _browse(chromium, tmp_path, "--dump-dom", many_rendered.as_uri())
+    parser = _Rows()
+    parser.feed(done.stdout)
+    assert sorted(row[1].strip() for row in parser.rows) == sorted(MANY)

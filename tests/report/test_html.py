@@ -76,12 +76,18 @@ def test_rerender_is_stable(compare_dir, report):
     assert strip(again) == strip(page)
 
 
-def test_colors_are_consistent(compare_dir):
+def test_colors_are_consistent(report):
     labels = list(STRATEGIES)
     colors = compare_plots.strategy_colors(labels)
     assert list(colors) == labels and len(set(colors.values())) == len(labels)
     assert compare_plots.strategy_colors(labels) == colors
-    assert len(set(compare_plots.strategy_colors([f"s{i}" for i in range(25)]).values())) == 25
+    many = [f"s{i}" for i in range(25)]
+    styles = compare_plots.strategy_styles(many)
+    assert compare_plots.strategy_colors(many) == {k: s.color for k, s in styles.items()}
+    assert len({(s.color, s.marker) for s in styles.values()}) == 25  # colours repeat past ten: markers tell them apart
+    _, page = report  # each table swatch is drawn in its strategy's plot colour
+    for label, color in colors.items():
+        assert re.search(rf'<svg class="swatch"[^>]*><line [^>]*stroke="{color}"[^>]*/></svg>{re.escape(html.e(label))}<', page), label
 
 
 def test_matplotlib_text_is_literal():

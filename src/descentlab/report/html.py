@@ -46,8 +46,7 @@ th.num { text-align: right; }
 th .small { white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tbody tr:hover { background: #fafbfc; }
-.swatch { display: inline-block; width: 11px; height: 11px; border-radius: 2px; margin-right: 6px;
-          vertical-align: -1px; border: 1px solid rgba(0,0,0,.25); }
+.swatch { display: inline-block; margin-right: 6px; vertical-align: -1px; }
 .small { color: var(--muted); font-size: 12px; }
 td.label { white-space: nowrap; font-weight: 600; }
 .bad { color: #b42318; font-weight: 600; }
@@ -77,6 +76,34 @@ def _kv(mapping: Mapping[str, Any] | None) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in mapping.items())
 
 
+# SVG shapes of the matplotlib markers that strategy_styles hands out, centred at (11, 6)
+_MARKER_SVG = {
+    "o": '<circle cx="11" cy="6" r="3.4"/>',
+    "s": '<rect x="7.8" y="2.8" width="6.4" height="6.4"/>',
+    "^": '<polygon points="11,2 15,9.6 7,9.6"/>',
+    "v": '<polygon points="11,10 15,2.4 7,2.4"/>',
+    "D": '<polygon points="11,1.8 15,6 11,10.2 7,6"/>',
+    "<": '<polygon points="7,6 14.6,2 14.6,10"/>',
+    ">": '<polygon points="15,6 7.4,2 7.4,10"/>',
+    "P": '<polygon points="9.6,2 12.4,2 12.4,4.6 15,4.6 15,7.4 12.4,7.4 12.4,10 9.6,10 9.6,7.4 7,7.4 7,4.6 9.6,4.6"/>',
+    "h": '<polygon points="11,1.8 14.6,3.9 14.6,8.1 11,10.2 7.4,8.1 7.4,3.9"/>',
+    "*": '<polygon points="11,1.6 12.2,4.7 15.4,4.8 12.9,6.8 13.8,10 11,8.2 8.2,10 9.1,6.8 6.6,4.8 9.8,4.7"/>',
+}
+
+
+def swatch(style: compare_plots.Style | str | None) -> str:
+    """A strategy's line as the plots draw it: its colour, and its marker where colours repeat."""
+    style = compare_plots.as_styles({"": style or "#888888"})[""]
+    color = e(style.color)
+    mark = _MARKER_SVG.get(style.marker or "", "")
+    if mark:
+        mark = mark.replace("/>", f' fill="{color}" stroke="#ffffff" stroke-width="0.6"/>')
+    return (
+        f'<svg class="swatch" width="22" height="12" viewBox="0 0 22 12" aria-hidden="true">'
+        f'<line x1="1" y1="6" x2="21" y2="6" stroke="{color}" stroke-width="3"/>{mark}</svg>'
+    )
+
+
 def _bare_seconds(x: float) -> str:
     return agg.fmt_seconds(x).removesuffix(" s")
 
@@ -97,18 +124,23 @@ def _spread_cell(s: agg.Spread, fmt: Any, show_reached: bool = True, bounds: Any
     return text
 
 
-def _mean_std_cell(mean: float, std: float, n_finite: int, n: int) -> str:
+def _mean_std_cell(mean: float, std: float, n_finite: int, n: int, say_n1: bool = True) -> str:
+    """``mean ± std``; a lone value has no ± and says ``n=1`` (unless the column header says it for all)."""
     text = e(agg.fmt_mean_std(mean, std))
     if 0 < n_finite < n:
         text += f'<br><span class="small">over {n_finite} of {n} seeds</span>'
+    elif n_finite == 1 and say_n1:
+        text += ' <span class="small">(n=1)</span>'
     return text
 
 
-def summary_table(table: Sequence[agg.StrategyStats], colors: Mapping[str, str], setup: agg.Setup, test: Mapping[str, tuple]) -> str:
+def summary_table(table: Sequence[agg.StrategyStats], colors: Mapping[str, compare_plots.Style | str], setup: agg.Setup, test: Mapping[str, tuple]) -> str:
     has_target = setup.target is not None
-    head = ["#", "strategy", "optimizer", "schedule", f"final {e(setup.metric)}", f"best {e(setup.metric)}"]
+    one_seed = all(r.n == 1 for r in table)  # then the headers say n=1 once, not every cell
+    n1 = "<br><span class=small>one seed (n=1)</span>" if one_seed else ""
+    head = ["#", "strategy", "optimizer", "schedule", f"final {e(setup.metric)}{n1}", f"best {e(setup.metric)}{n1}"]
     if test:
-        head.append(f"test {e(setup.metric)}<br><span class=small>final</span>")
+        head.append(f"test {e(setup.metric)}<br><span class=small>final{', n=1' if one_seed else ''}</span>")
     if has_target:
         head += ["steps to target<br><span class=small>median [min–max]</span>", "seconds to target<br><span class=small>median [min–max]</span>"]
     head += ["wall time<br><span class=small>mean</span>", "diverged"]
@@ -119,14 +151,15 @@ def summary_table(table: Sequence[agg.StrategyStats], colors: Mapping[str, str],
             sched += f'<br><span class="small">{e(_kv(r.schedule_kwargs))}</span>'
         cells = [
             f'<td class="num">{r.rank}</td>',
-            f'<td class="label"><span class="swatch" style="background:{colors.get(r.strategy, "#888888")}"></span>{e(r.strategy)}</td>',
+            f'<td class="label">{swatch(colors.get(r.strategy))}{e(r.strategy)}</td>',
             f'<td>{e(r.optimizer)}<br><code class="small">{e(_kv(r.hparams))}</code></td>',
             f"<td>{sched}</td>",
-            f'<td class="num">{_mean_std_cell(r.final_mean, r.final_std, r.final_n, r.n)}</td>',
-            f'<td class="num">{_mean_std_cell(r.best_mean, r.best_std, r.best_n, r.n)}</td>',
+            f'<td class="num">{_mean_std_cell(r.final_mean, r.final_std, r.final_n, r.n, not one_seed)}</td>',
+            f'<td class="num">{_mean_std_cell(r.best_mean, r.best_std, r.best_n, r.n, not one_seed)}</td>',
         ]
         if test:
-            cells.append(f'<td class="num">{_mean_std_cell(*test.get(r.strategy, (math.nan, math.nan, 0)), r.n)}</td>')
+            mean, std, k = test.get(r.strategy, (math.nan, math.nan, 0))
+            cells.append(f'<td class="num">{_mean_std_cell(mean, std, k, r.n, not one_seed)}</td>')
         if has_target:
             cells.append(f'<td class="num">{_spread_cell(r.steps_to_target, agg.fmt_steps)}</td>')
             cells.append(f'<td class="num">{_spread_cell(r.seconds_to_target, agg.fmt_seconds, show_reached=False, bounds=_bare_seconds)}</td>')
@@ -152,7 +185,7 @@ def _num(summary: Mapping[str, Any], key: str, fmt: Any) -> str:
     return e(fmt(value))
 
 
-def runs_table(runs: Sequence[Mapping[str, Any]], colors: Mapping[str, str], setup: agg.Setup) -> str:
+def runs_table(runs: Sequence[Mapping[str, Any]], colors: Mapping[str, compare_plots.Style | str], setup: agg.Setup) -> str:
     has_target = setup.target is not None
     has_test = any((r.get("summary") or {}).get("test_final_metric") is not None for r in runs)
     head = ["strategy", "seed", "status", "steps", f"final {setup.metric}", f"best {setup.metric}"]
@@ -167,7 +200,7 @@ def runs_table(runs: Sequence[Mapping[str, Any]], colors: Mapping[str, str], set
         label = str(cfg.get("strategy", run.get("name", "")))
         status = str(run.get("status") or s.get("status") or "")
         cells = [
-            f'<td class="label"><span class="swatch" style="background:{colors.get(label, "#888888")}"></span>{e(label)}</td>',
+            f'<td class="label">{swatch(colors.get(label))}{e(label)}</td>',
             f'<td class="num">{e(cfg.get("seed"))}</td>',
             f'<td class="{"" if status == "finished" else "bad"}">{e(status)}</td>',
             f'<td class="num">{_num(s, "steps", agg.fmt_steps)}</td>',
@@ -256,7 +289,7 @@ def build_html(
     table: Sequence[agg.StrategyStats],
     verdict: Iterable[str],
     plots: Sequence[compare_plots.Plot],
-    colors: Mapping[str, str],
+    colors: Mapping[str, compare_plots.Style | str],
 ) -> str:
     test: dict[str, tuple] = {}
     for row in table:
@@ -273,12 +306,15 @@ def build_html(
     )
     figures = "\n".join(
         f'<figure class="{"wide" if p.name == "diagnostics" else ""}"><img alt="{e(p.title)}" src="{_data_uri(p.path)}">'
-        f"<figcaption>{e(p.title)} — <code>{e(p.path.name)}</code></figcaption></figure>"
+        f"<figcaption>{e(p.title)} — <code>{e(p.path.name)}</code>{'<br>' + e(p.note) if p.note else ''}</figcaption></figure>"
         for p in plots
     )
     band_note = (
         "Each line is the mean over a strategy's finished seeds; the shaded band spans their minimum to maximum. "
-        "Dashed lines are diverged seeds, drawn up to their last finite value and marked ✕."
+        "Dashed lines are diverged seeds, drawn up to their last finite value and marked ✕. "
+        "A strategy keeps its colour (and, past ten strategies, its marker) in every plot and table. "
+        f"Time axes start at 0 and end with the bulk of the runs: a strategy that trained more than "
+        f"{compare_plots.TIME_OUTLIER:g}× the median time runs off the right edge, marked ▶, its end time in the caption."
     )
     ranking = (
         "ranked by median steps to the target"
@@ -305,7 +341,7 @@ def build_html(
 </ul>
 
 <h2>Summary</h2>
-<p class="small">Validation metric, mean ± sample standard deviation over seeds; {e(ranking)}.
+<p class="small">Validation metric, mean ± sample standard deviation over seeds (a single seed, n=1, has no ±); {e(ranking)}.
 A seed that never reached the target counts as ∞.</p>
 {summary_table(table, colors, setup, test)}
 
@@ -342,7 +378,7 @@ def render(out_dir: str | Path, *, group: str = "compare") -> Path:
     setup = agg.setup(runs)
     table = agg.aggregate(runs)
     lines = agg.verdict(table, setup.target, setup.metric, setup.mode)
-    colors = compare_plots.strategy_colors(setup.strategies)
+    colors = compare_plots.strategy_styles(setup.strategies)
     runs = compare_plots.attach_curves(store, runs, setup.metric)
     plots = compare_plots.plot_compare(runs, out, metric=setup.metric, target=setup.target, colors=colors)
     page = build_html(runs, setup, table, lines, plots, colors)

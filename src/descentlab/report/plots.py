@@ -1,9 +1,18 @@
-"""Plots drawn with matplotlib's Agg backend (no display needed)."""
+"""Plots drawn with matplotlib's Agg backend (no display needed), and how labelled lines are told apart.
+
+Many lines in one plot (a comparison of 20 strategies, say) stay readable with
+:func:`strategy_styles` — ten qualitative colours, then a marker per round of
+colours, pairwise distinct — and :func:`legend_below`, a legend under the axes
+that never covers the data.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def _pyplot():
@@ -13,6 +22,82 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+# markers for the 2nd, 3rd, ... round of colours; never "X"/"x", which mark a divergence
+MARKERS = ("o", "s", "^", "D", "v", "P", "h", "<", ">", "*")
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one strategy is drawn: a colour and, once colours repeat, a marker along its line."""
+
+    color: str
+    marker: str | None = None
+    index: int = 0  # position among the strategies: staggers the markers of lines that lie on top of each other
+
+    def line(self, n_strategies: int = 1) -> dict[str, Any]:
+        """Keyword arguments of ``Axes.plot`` for this strategy's line."""
+        kw: dict[str, Any] = {"color": self.color, "lw": 1.8 if n_strategies <= 10 else 1.4}
+        if self.marker:
+            # spacing and offset as fractions of the axes' diagonal: evenly spaced on screen, whatever the data
+            kw.update(marker=self.marker, ms=4.5, mec="white", mew=0.5, markevery=(0.015 + 0.011 * (self.index % 7), 0.085))
+        return kw
+
+
+def strategy_styles(labels: Sequence[str]) -> dict[str, Style]:
+    """A fixed :class:`Style` per strategy, pairwise distinct for any number of strategies.
+
+    The i-th label gets ``tab10[i % 10]`` and no marker for i < 10, then
+    ``MARKERS[i // 10 - 1]``; past 110 strategies the colours become evenly
+    spaced hues, one per strategy.
+    """
+    n = len(labels)
+    styles = {}
+    for i, label in enumerate(labels):
+        rnd = i // len(TAB10)
+        if n <= len(TAB10) * (len(MARKERS) + 1):
+            color, marker = TAB10[i % len(TAB10)], (MARKERS[rnd - 1] if rnd else None)
+        else:
+            from matplotlib.colors import hsv_to_rgb, to_hex
+
+            color, marker = to_hex(hsv_to_rgb((i / n, 0.85, 0.8 if i % 2 else 0.6))), MARKERS[i % len(MARKERS)]
+        styles[label] = Style(color, marker, i)
+    return styles
+
+
+def as_styles(styles: Mapping[str, Style | str]) -> dict[str, Style]:
+    """``{label: Style}`` from styles or from plain colours (a colour alone: no marker)."""
+    return {k: v if isinstance(v, Style) else Style(str(v), None, i) for i, (k, v) in enumerate(styles.items())}
+
+
+def legend_below(fig: Any, axes: Sequence[Any], base_height: float) -> Any:
+    """One legend under the axes, entries taken from all of them by label; grows the figure by its rows."""
+    from matplotlib.lines import Line2D
+
+    entries: dict[str, Any] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    if any(line.get_marker() == "X" for ax in axes for line in ax.lines):
+        entries["diverged here"] = Line2D([], [], ls="none", marker="X", ms=9, color="#888888", mec="black", mew=0.8)
+    if not entries:
+        return None
+    width = fig.get_figwidth()
+    renderer = fig.canvas.get_renderer()
+    ncol = min(len(entries), 8)  # the most columns that fit the figure's width, measured
+    while True:
+        rows = math.ceil(len(entries) / ncol)
+        fig.set_size_inches(width, base_height + rows * 0.205 + 0.15)
+        legend = fig.legend(
+            list(entries.values()), list(entries), loc="outside lower center", ncol=ncol,
+            fontsize=8.5, frameon=False, columnspacing=1.4, handlelength=2.6,
+        )
+        if ncol == 1 or legend.get_window_extent(renderer).width <= 0.97 * fig.bbox.width:
+            return legend
+        legend.remove()
+        ncol -= 1
 
 
 def plot_lr_curve(lrs: Sequence[float], path: str | Path, title: str = "") -> Path:
