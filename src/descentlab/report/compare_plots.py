@@ -27,8 +27,9 @@ Readable from 1 to 20+ strategies — the decisions, and why:
   it cannot start at 0, and it squeezes the late part of training, where
   strategies part, into a corner. Not a fixed quantile of the end times: with
   seven strategies a 90% quantile would always cut the slowest one, however
-  close it is. Twice the median cuts nothing with two strategies and keeps
-  the bulk over at least half the width; every curve is complete against steps.
+  close it is. Twice the median cuts nothing with two strategies, and
+  the slower half of the strategies spans at least half the width (the axis
+  ends before 2.04× the median end); every curve is complete against steps.
 
 Input runs are ``RunStore.runs()`` dicts with a ``curves`` entry added by
 :func:`attach_curves`: ``{key: (steps, values, seconds)}``.
