@@ -85,7 +85,7 @@ def _trainer(tmp_path, epochs, callbacks=()):
     return L.Trainer(
         accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_progress_bar=False,
         enable_model_summary=False, enable_checkpointing=bool(callbacks), callbacks=list(callbacks),
-        num_sanity_val_steps=0, default_root_dir=str(tmp_path), deterministic=True,
+        num_sanity_val_steps=0, default_root_dir=str(tmp_path),
     )
 
 
