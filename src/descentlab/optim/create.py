@@ -96,8 +96,10 @@ def create(name: str, params: Iterable[Any], **hparams: Any) -> ChainOptimizer:
 
     ``hparams`` are the reference's hyperparameters (see ``descentlab list
     optimizers`` and each optimizer's docstring) plus the universal options of
-    this module. An unknown name raises ValueError listing close matches; an
-    unknown or invalid hyperparameter raises TypeError or ValueError naming it.
+    this module. ``lr`` may be a 0-dim floating-point tensor, as with
+    torch.optim; schedulers then update it in place. An unknown name raises
+    ValueError listing close matches; an unknown or invalid hyperparameter
+    raises TypeError or ValueError naming it.
     """
     spec = registry.get(name)
     exclude = hparams.pop("exclude_from_decay", None)
@@ -121,7 +123,9 @@ def create(name: str, params: Iterable[Any], **hparams: Any) -> ChainOptimizer:
     )
 
 
-def chain(params: Iterable[Any], *transforms: Transform, lr: float = 1e-3, **hparams: Any) -> ChainOptimizer:
+def chain(
+    params: Iterable[Any], *transforms: Transform, lr: float | Tensor = 1e-3, **hparams: Any
+) -> ChainOptimizer:
     """An optimizer from transforms, with ``scale_by_lr`` appended.
 
     ``chain(model.parameters(), clip_by_global_norm(max_norm=1.0),
