@@ -249,3 +249,18 @@ def test_invalid_fit_budget():
         make(batch_size=8).fit(regression_data(), epochs=-1)
     with pytest.raises(ValueError, match="needs epochs= or max_steps="):
         make(batch_size=8).fit(regression_data())
+
+
+def test_a_tensor_lr_is_logged_as_the_value_of_each_step():
+    """A 0-dim tensor lr changed in place by a schedule: each History row holds
+    that step's value as a float (not the one shared tensor)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = optim.create("sgd", model.parameters(), lr=torch.tensor(0.1, dtype=torch.float64))
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    x, y = torch.randn(32, 3), torch.randn(32, 1)
+    trainer = Trainer(model, opt, torch.nn.MSELoss(), scheduler=sched, batch_size=32)
+    trainer.fit((x, y), max_steps=4)
+    lrs = [row["lr"] for row in trainer.history.rows if "lr" in row]
+    # the row of step t holds the lr after the schedule's step (as with a float lr)
+    assert lrs == [0.05, 0.025, 0.0125, 0.00625] and all(type(v) is float for v in lrs)

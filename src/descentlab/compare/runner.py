@@ -179,7 +179,7 @@ def train_one(wl, strategy: Strategy, seed: int, *, steps: int, batch_size, eval
         "wall_seconds": wall,
         "train_seconds": trainer.train_seconds,
         "steps": trainer.step,
-        "lr": optimizer.param_groups[0].get("initial_lr", _hparams(strategy, wl, lr)["lr"]),
+        "lr": float(optimizer.param_groups[0].get("initial_lr", _hparams(strategy, wl, lr)["lr"])),
     }
     return summary, rows
 

@@ -4,6 +4,7 @@ from .best import BestTracker
 from .callbacks import Callback, CsvLogger, Diagnostics, EarlyStopping, ProgressBar, SameStart
 from .checkpoint import CheckpointError
 from .history import History
+from .tensorboard import TensorBoardLogger
 from .trainer import NonFiniteLossError, Trainer
 
 __all__ = [
@@ -17,5 +18,6 @@ __all__ = [
     "NonFiniteLossError",
     "ProgressBar",
     "SameStart",
+    "TensorBoardLogger",
     "Trainer",
 ]

@@ -334,7 +334,7 @@ class Trainer:
         return False
 
     def _after_step(self, val: Any) -> None:
-        logs = {"step": self.step, "epoch": self.epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+        logs = {"step": self.step, "epoch": self.epoch, "lr": float(self.optimizer.param_groups[0]["lr"])}
         if self.step % self.log_every == 0:
             logs["train_loss"] = self.last_loss
             if self.last_grad_norm is not None:
