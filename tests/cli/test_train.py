@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ import torch
 
 from descentlab.cli import main
 from descentlab.train import checkpoint as ckpt
+from tests.processes import cli, kill_after_checkpoint
 
 
 def test_train_writes_summary_metrics_checkpoints_and_store(tmp_path, capsys):
@@ -94,8 +92,7 @@ def test_divergence_exits_1_with_a_message_and_keeps_a_finite_best(tmp_path, cap
     assert summary["status"] == "diverged"
 
 
-def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "descentlab", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+_cli = cli
 
 
 def _model(out: Path):
@@ -116,17 +113,7 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_exact(tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     ref = _cli(*args, "--out", str(full))
 
-    proc = _cli(*args, "--out", str(killed))
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if any(step >= 300 for step, _ in ckpt.step_checkpoints(killed / "checkpoints")):
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    killed_at = max(step for step, _ in ckpt.step_checkpoints(killed / "checkpoints"))
+    killed_at = kill_after_checkpoint(_cli(*args, "--out", str(killed)), killed / "checkpoints", 300)
     assert killed_at < 4000 and killed_at % 23 != 0, "the kill should land mid-run and mid-epoch"
 
     resumed = subprocess.run([sys.executable, "-m", "descentlab", *args, "--out", str(killed), "--resume"],

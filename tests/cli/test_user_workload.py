@@ -7,10 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -19,6 +17,7 @@ import descentlab
 from descentlab.cli import main
 from descentlab.train import checkpoint as ckpt
 from tests import user_workload_file
+from tests.processes import cli, kill_after_checkpoint
 
 FORMS = user_workload_file.FORMS
 
@@ -29,8 +28,7 @@ def problem(tmp_path):
 
 
 def _cli(*args):
-    return subprocess.Popen([sys.executable, "-m", "descentlab", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "DESCENTLAB_STRICT_TIMING": "1"})
+    return cli(*args, env={**os.environ, "DESCENTLAB_STRICT_TIMING": "1"})
 
 
 def _rows(out):
@@ -43,16 +41,7 @@ def test_trains_and_resumes_exactly_after_sigkill(form, problem, tmp_path):
             "--steps", "2500", "--checkpoint-every", "50", "--batch-size", "16", "--quiet"]
     full, killed = tmp_path / "full", tmp_path / "killed"
     ref = _cli(*args, "--out", str(full))
-    proc = _cli(*args, "--out", str(killed))
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if any(step >= 200 for step, _ in ckpt.step_checkpoints(killed / "checkpoints")):
-            break
-        time.sleep(0.01)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = max(step for step, _ in ckpt.step_checkpoints(killed / "checkpoints"))
+    killed_at = kill_after_checkpoint(_cli(*args, "--out", str(killed)), killed / "checkpoints", 200)
     assert 0 < killed_at < 2500 and killed_at % 38 != 0, "the kill should land mid-run and mid-epoch (38 batches)"
 
     resumed = subprocess.run([sys.executable, "-m", "descentlab", *args, "--out", str(killed), "--resume"],

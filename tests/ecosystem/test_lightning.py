@@ -23,6 +23,7 @@ import pytest
 import torch
 
 from descentlab import optim, schedules
+from tests.ecosystem import assert_same_optimizer_state
 
 BATCHES_PER_EPOCH = 4
 EPOCHS = 4  # the uninterrupted run; the interrupted one stops after 2
@@ -121,13 +122,7 @@ def test_resume_from_a_lightning_checkpoint_equals_the_uninterrupted_run(tmp_pat
 
     opt, ref = resumed_trainer.optimizers[0], whole_trainer.optimizers[0]
     assert type(opt) is type(ref) and opt.name == name
-    for p, q in zip(resumed.parameters(), whole.parameters()):
-        assert opt.state[p].keys() == ref.state[q].keys()
-        for key, value in ref.state[q].items():
-            if isinstance(value, torch.Tensor):
-                torch.testing.assert_close(opt.state[p][key], value, rtol=0, atol=0)
-            else:
-                assert opt.state[p][key] == value, key
+    assert_same_optimizer_state(opt, ref, resumed.parameters(), whole.parameters())
     sched = resumed_trainer.lr_scheduler_configs[0].scheduler
     ref_sched = whole_trainer.lr_scheduler_configs[0].scheduler
     assert sched.state_dict() == ref_sched.state_dict()

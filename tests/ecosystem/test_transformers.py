@@ -17,6 +17,7 @@ import torch
 import transformers
 
 from descentlab import optim, schedules
+from tests.ecosystem import assert_same_optimizer_state
 
 STEPS = 8
 SAVE_EVERY = 4
@@ -86,13 +87,7 @@ def test_resume_from_a_transformers_checkpoint_equals_the_uninterrupted_run(tmp_
 
     opt, ref = resumed.optimizer.optimizer, whole.optimizer.optimizer  # accelerate wraps them
     assert isinstance(opt, optim.ChainOptimizer) and opt.name == name
-    for p, q in zip(resumed.model.parameters(), whole.model.parameters()):
-        assert opt.state[p].keys() == ref.state[q].keys()
-        for key, value in ref.state[q].items():
-            if isinstance(value, torch.Tensor):
-                torch.testing.assert_close(opt.state[p][key], value, rtol=0, atol=0)
-            else:
-                assert opt.state[p][key] == value, key
+    assert_same_optimizer_state(opt, ref, resumed.model.parameters(), whole.model.parameters())
     assert resumed.lr_scheduler.state_dict() == whole.lr_scheduler.state_dict()
     # the log (restored from trainer_state.json for steps 1-4) has the uninterrupted run's losses
     assert _losses(resumed) == _losses(whole)

@@ -257,3 +257,16 @@ def test_one_strategy_one_seed(tmp_path):
         "a reached 95% accuracy: 48 steps (0.017 s).",
         "a: best validation accuracy 0.9792 from 1 seed.",
     ]
+
+
+def test_a_tie_names_every_strategy_at_the_lead_step_count(tmp_path):
+    """Three strategies at 900 steps (the demo's nesterov, momentum, adamw): all three are named."""
+    strategies = {
+        "nesterov": ("nesterov", {"lr": 0.05}, _seeds((0.92, 900, 1.6, "finished"))),
+        "momentum": ("momentum", {"lr": 0.05}, _seeds((0.93, 900, 2.1, "finished"))),
+        "adamw": ("adamw", {"lr": 0.01}, _seeds((0.93, 900, 2.3, "finished"))),
+        "sgd": ("sgd", {"lr": 0.25}, _seeds((0.94, 1700, 4.1, "finished"))),
+    }
+    table = _table(tmp_path, strategies)
+    first = agg.verdict(table, 0.9, "accuracy", "max")[0]
+    assert first == "nesterov, momentum and adamw reached 90% accuracy at the same step count (900) — no winner."

@@ -310,6 +310,11 @@ def _times(x: float) -> str:
     return f"{x:.1f}×"
 
 
+def _and(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def verdict(table: Sequence[StrategyStats], target: float | None, metric: str, mode: str) -> list[str]:
     """A short plain-language verdict, computed from the table's numbers only.
 
@@ -345,9 +350,10 @@ def verdict(table: Sequence[StrategyStats], target: float | None, metric: str, m
                 second = reaching[1]
                 st2 = second.steps_to_target
                 if st.median == st2.median:
+                    tied = [r for r in reaching if r.steps_to_target.median == st.median]
                     lines.append(
-                        f"{lead.strategy} and {second.strategy} reached {goal} "
-                        f"at the same {'median ' if st.n > 1 or st2.n > 1 else ''}step count ({fmt_steps(st.median)}) — no winner."
+                        f"{_and([r.strategy for r in tied])} reached {goal} at the same "
+                        f"{'median ' if any(r.n > 1 for r in tied) else ''}step count ({fmt_steps(st.median)}) — no winner."
                     )
                 elif _overlap(st, st2):
                     lines.append(
