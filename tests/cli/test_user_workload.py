@@ -119,3 +119,20 @@ def test_bad_workload_is_one_line_exit_2_and_writes_nothing(command, ref, messag
     if "broken" in ref:
         assert "broken.py" in err  # the error names the file
     assert not out.exists()
+
+
+def test_two_data_parallel_processes_equal_one_on_a_dict_dataset(problem, tmp_path):
+    """`train --nproc 2` (gloo on loopback) on a user's Dataset of dict batches:
+    each rank takes its rows of every global batch, and the result is one process's."""
+    outs = {}
+    for nproc in (1, 2):
+        outs[nproc] = tmp_path / f"n{nproc}"
+        assert main(["train", "--workload", f"{problem}:dict_dataset", "--steps", "120", "--nproc", str(nproc),
+                     "--out", str(outs[nproc]), "--quiet"]) == 0
+    one, two = (json.loads((outs[n] / "summary.json").read_text()) for n in (1, 2))
+    assert two["nproc"] == 2 and two["steps"] == one["steps"] == 120
+    for key, value in one["final"].items():
+        assert two["final"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    a, b = (ckpt.load_latest(outs[n] / "checkpoints")[0]["model"] for n in (1, 2))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
