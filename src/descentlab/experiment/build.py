@@ -22,7 +22,8 @@ def build(wl: Workload, optimizer: str, hparams: dict[str, Any], schedule: str |
     model = wl.make_model()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{wl.name}: make_model() returned {type(model).__name__}, expected a torch.nn.Module")
-    opt = optim.create(optimizer, model.parameters(), **hparams)
+    params = wl.param_groups(optimizer, model) if wl.param_groups is not None else model.parameters()
+    opt = optim.create(optimizer, params, **hparams)
     scheduler = None
     if schedule not in (None, "constant"):
         kw = schedules.budget_defaults(schedule, total_steps, schedule_kwargs)

@@ -14,6 +14,7 @@ from . import transforms
 from .base import Hyper, Transform
 from .chain import ChainOptimizer
 from .create import UNIVERSAL, chain, create
+from .groups import muon_groups, param_groups
 from .registry import OptimizerSpec, available, get, register
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "chain",
     "create",
     "get",
+    "muon_groups",
+    "param_groups",
     "register",
     "transforms",
 ]

@@ -27,6 +27,8 @@ mnist1d-logreg  MNIST-1D (mnist1d package, generated), 4000 / 1000   accuracy
 mnist1d-mlp     the same, MLP 40-100-100-10                          accuracy
 mnist1d-cnn     the same, Greydanus's 3-layer CNN                    accuracy
 mnist-cnn       MNIST from IDX files in ``data_dir``                 accuracy
+charlm          torch's Python sources (or data_dir/input.txt),      bpc (min)
+                character-level transformer LM
 ==============  ==================================================  ==========
 
 A user's own problem: ``workloads.load("path/to/file.py:FUNC")`` or
@@ -36,7 +38,7 @@ through the entry-point group ``descentlab.workloads``.
 """
 
 # Registration order is listing order: the simplest problems first.
-from . import synthetic, sklearn_data, mnist1d, mnist  # noqa: F401,I001  (register the workloads)
+from . import synthetic, sklearn_data, mnist1d, mnist, charlm  # noqa: F401,I001  (register the workloads)
 from .base import DEFAULT_RECIPE, SPLITS, Split, Workload, num_examples
 from .batches import Batches
 from .cache import cache_dir

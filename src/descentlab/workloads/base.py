@@ -86,6 +86,9 @@ class Workload:
             first of ``labels, label, targets, target, y`` present).
         num_workers: DataLoader worker processes for Dataset splits (0: load
             in the training process).
+        param_groups: ``param_groups(optimizer_name, model)`` -> the params or
+            param groups that optimizer gets (e.g. :func:`descentlab.optim.muon_groups`
+            for "muon"); None: ``model.parameters()`` for every optimizer.
         recipe: the default training recipe, a plain dict with the keys
             ``optimizer, lr, optimizer_kwargs, weight_decay, schedule,
             schedule_kwargs, batch_size, epochs, steps`` (exactly one of
@@ -115,6 +118,7 @@ class Workload:
     task: str | None = None
     target_key: str | None = None
     num_workers: int = 0
+    param_groups: Callable[[str, nn.Module], Any] | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     lr_defaults: Mapping[str, float] = field(default_factory=_default_lrs)
     num_classes: int | None = None

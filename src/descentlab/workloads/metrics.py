@@ -12,6 +12,7 @@ r2           1 − Σ(y − ŷ)² / Σ(y − ȳ)²         max     (−inf, 1]
 mse          mean((y − ŷ)²)                    min     [0, inf)
 loss         the mean evaluation loss          min     (−inf, inf)
 perplexity   exp(mean evaluation loss)         min     [1, inf)
+bpc          mean evaluation loss / ln 2       min     [0, inf)
 ===========  ===============================  ======  ================
 
 ``loss`` and ``perplexity`` are computed from the evaluation loss (the
@@ -96,10 +97,16 @@ def perplexity(mean_loss: float) -> float:
         return math.inf
 
 
+def bpc(mean_loss: float) -> float:
+    """Bits per character: a mean cross-entropy in nats per character, in bits."""
+    return float(mean_loss) / math.log(2)
+
+
 # Metrics computed from the mean evaluation loss rather than (outputs, targets):
 # the Trainer calls these with the loss (see Trainer.evaluate).
 loss.from_loss = True  # type: ignore[attr-defined]
 perplexity.from_loss = True  # type: ignore[attr-defined]
+bpc.from_loss = True  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,7 @@ METRICS: dict[str, Metric] = {
     "mse": Metric("mse", mse, "min", (0.0, math.inf)),
     "loss": Metric("loss", loss, "min", (-math.inf, math.inf)),
     "perplexity": Metric("perplexity", perplexity, "min", (1.0, math.inf)),
+    "bpc": Metric("bpc", bpc, "min", (0.0, math.inf)),
 }
 
 
