@@ -111,3 +111,25 @@ def test_strategies_from_names_and_file(tmp_path):
     with pytest.raises(UsageError, match="no optimizer given"):
         f.write_text("- {lr: 0.1}\n")
         from_file(f)
+
+
+def test_a_strategy_file_can_give_param_groups_by_module_and_name(tmp_path):
+    """groups: rules of optim.param_groups from YAML (module class names, name patterns)."""
+    from descentlab.compare import from_file
+    from descentlab.compare.runner import _build
+    from descentlab import workloads
+
+    path = tmp_path / "s.yaml"
+    path.write_text("strategies:\n  - name: muon-split\n    optimizer: muon\n    lr: 0.02\n"
+                    "    groups:\n      - {modules: [Embedding], names: ['lm_head.*'], ndim: [1], use_muon: false}\n"
+                    "      - {ndim: 2, use_muon: true}\n")
+    (strategy,) = from_file(path)
+    wl = workloads.charlm.build(0, model={"block_size": 8, "n_layer": 1, "n_head": 2, "n_embd": 8}, corpus_chars=4000)
+    model, opt, _ = _build(wl, strategy, 0, 10)
+    names = {id(p): n for n, p in model.named_parameters()}
+    adamw = [names[id(p)] for g in opt.param_groups if not g["use_muon"] for p in g["params"]]
+    assert {"wte.weight", "wpe.weight", "lm_head.weight"} <= set(adamw)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {optimizer: adamw, groups: [{lr: 0.1}]}\n")
+    with pytest.raises(ValueError, match="selects nothing"):
+        from_file(bad)

@@ -13,6 +13,8 @@ the workload's default lr) or from a YAML file (``--strategies FILE.yaml``)::
         weight_decay: 0.01
         l1: 0.0
         clip_norm: 1.0
+        groups:                      # param groups by name or module type (optim.param_groups)
+          - {modules: [Embedding], names: ["lm_head.*"], use_muon: false}
 
 A top-level list (without ``strategies:``) is accepted too.
 """
@@ -28,7 +30,8 @@ from .. import optim, schedules
 from ..errors import UsageError
 from ..experiment.config import load_yaml_data
 
-KEYS = ("name", "optimizer", "lr", "opt", "schedule", "sched", "weight_decay", "l1", "clip_norm")
+KEYS = ("name", "optimizer", "lr", "opt", "schedule", "sched", "weight_decay", "l1", "clip_norm", "groups")
+GROUP_SELECTORS = ("names", "modules", "ndim")
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class Strategy:
     schedule: str | None = None
     schedule_kwargs: dict[str, Any] = field(default_factory=dict)
     clip_norm: float | None = None
+    groups: tuple[dict[str, Any], ...] = ()  # rules for optim.param_groups (names, module names, ndim)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -107,6 +111,17 @@ def from_mapping(item: Any, index: int, default_schedule: str | None,
         raise UsageError(f"{where}: invalid sched={sched!r}: expected a mapping")
     if "schedule" not in item and schedule is not None:  # the default schedule, with the default settings
         sched = {**(default_kwargs or {}), **sched}
+    groups = item.get("groups") or []
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise UsageError(f"{where}: invalid groups={groups!r}: expected a list of rules like "
+                         "{modules: [Embedding], names: ['head.*'], lr: 0.01}")
+    for rule in groups:
+        if not set(rule) & set(GROUP_SELECTORS):
+            raise UsageError(f"{where}: group rule {rule!r} selects nothing: give {', '.join(GROUP_SELECTORS)}")
+        bad = [m for m in ([rule["modules"]] if isinstance(rule.get("modules"), str) else rule.get("modules", []))
+               if not isinstance(m, str)]
+        if bad:
+            raise UsageError(f"{where}: group modules must be class names such as Embedding, got {bad!r}")
     return Strategy(
         label=str(item.get("name", name)),
         optimizer=name,
@@ -115,6 +130,7 @@ def from_mapping(item: Any, index: int, default_schedule: str | None,
         schedule=schedule,
         schedule_kwargs=dict(sched),
         clip_norm=_number(where, "clip_norm", item.get("clip_norm")),
+        groups=tuple(dict(g) for g in groups),
     )
 
 

@@ -4,6 +4,7 @@ schedule, and the Trainer's workload-specific options. ``train`` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -13,16 +14,24 @@ from ..workloads import Workload
 
 
 def build(wl: Workload, optimizer: str, hparams: dict[str, Any], schedule: str | None,
-          schedule_kwargs: dict[str, Any], *, seed: int, total_steps: int | float) -> tuple[Any, Any, Any]:
+          schedule_kwargs: dict[str, Any], *, seed: int, total_steps: int | float,
+          groups: Sequence[Mapping[str, Any]] = ()) -> tuple[Any, Any, Any]:
     """``(model, optimizer, scheduler)`` for seed ``seed``: ``torch.manual_seed(seed)``
     before ``make_model()`` (the same initialisation for every strategy of a
     seed); the schedule's length-dependent settings default from ``total_steps``
-    (:func:`descentlab.schedules.budget_defaults`)."""
+    (:func:`descentlab.schedules.budget_defaults`). ``groups``: rules for
+    :func:`descentlab.optim.param_groups`, which replace the workload's own
+    ``param_groups``."""
     torch.manual_seed(seed)
     model = wl.make_model()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{wl.name}: make_model() returned {type(model).__name__}, expected a torch.nn.Module")
-    params = wl.param_groups(optimizer, model) if wl.param_groups is not None else model.parameters()
+    if groups:
+        params = optim.param_groups(model, *groups)
+    elif wl.param_groups is not None:
+        params = wl.param_groups(optimizer, model)
+    else:
+        params = model.parameters()
     opt = optim.create(optimizer, params, **hparams)
     scheduler = None
     if schedule not in (None, "constant"):
