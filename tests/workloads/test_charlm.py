@@ -140,3 +140,30 @@ def test_sigkill_mid_run_then_resume_is_exact(tmp_path):
 
 def test_listed():
     assert "charlm" in workloads.available()
+
+
+def test_the_default_recipe_builds_and_nothing_is_seeded_globally():
+    import random
+
+    import numpy as np
+
+    from descentlab.experiment.build import build
+    from descentlab.workloads.recipes import RECIPE_KEYS
+
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(123)
+    np.random.seed(123)
+    random.seed(123)
+    w = workloads.load("charlm")
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]
+    r = w.recipe
+    assert tuple(r) == RECIPE_KEYS and r["optimizer"] == "adamw" and r["schedule"] == "wsd"
+    assert set(w.lr_defaults) == set(optim.available()) and w.default_lr("adamw") == r["lr"]
+    model, opt, sched = build(w, "muon", {"lr": w.default_lr("muon")}, r["schedule"], r["schedule_kwargs"],
+                              seed=0, total_steps=r["steps"])
+    assert [g["use_muon"] for g in opt.param_groups] == [False, True] and sched is not None
+    assert w.info["model"]["parameters"] == sum(p.numel() for p in model.parameters())

@@ -3,7 +3,7 @@ import pytest
 from descentlab import workloads
 
 EXPECTED = ["linreg", "diabetes", "digits-mlp", "digits-cnn", "mnist1d-logreg", "mnist1d-mlp",
-            "mnist1d-cnn", "mnist-cnn"]
+            "mnist1d-cnn", "mnist-cnn", "charlm"]
 
 
 def test_available_lists_every_builtin_workload():

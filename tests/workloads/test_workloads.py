@@ -7,7 +7,7 @@ import torch
 from descentlab import optim, schedules, workloads
 from descentlab.workloads.recipes import RECIPE_KEYS
 
-BUILTIN = [n for n in workloads.available() if n != "mnist-cnn"]  # mnist-cnn: see test_mnist.py
+BUILTIN = [n for n in workloads.available() if n not in ("mnist-cnn", "charlm")]  # see test_mnist.py, test_charlm.py
 SIZES = {  # (train, val, test)
     "linreg": (720, 80, 200),
     "diabetes": (319, 35, 88),
