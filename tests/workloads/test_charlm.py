@@ -143,23 +143,11 @@ def test_listed():
 
 
 def test_the_default_recipe_builds_and_nothing_is_seeded_globally():
-    import random
-
-    import numpy as np
-
     from descentlab.experiment.build import build
     from descentlab.workloads.recipes import RECIPE_KEYS
+    from tests.workloads.rng import assert_no_global_draws
 
-    torch.manual_seed(123)
-    np.random.seed(123)
-    random.seed(123)
-    expected = (torch.rand(3), np.random.rand(3), random.random())
-    torch.manual_seed(123)
-    np.random.seed(123)
-    random.seed(123)
-    w = workloads.load("charlm")
-    assert torch.equal(torch.rand(3), expected[0])
-    assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]
+    w = assert_no_global_draws(lambda: workloads.load("charlm"))
     r = w.recipe
     assert tuple(r) == RECIPE_KEYS and r["optimizer"] == "adamw" and r["schedule"] == "wsd"
     assert set(w.lr_defaults) == set(optim.available()) and w.default_lr("adamw") == r["lr"]

@@ -1,4 +1,3 @@
-import random
 
 import numpy as np
 import pytest
@@ -6,6 +5,7 @@ import torch
 
 from descentlab import optim, schedules, workloads
 from descentlab.workloads.recipes import RECIPE_KEYS
+from tests.workloads.rng import assert_no_global_draws
 
 BUILTIN = [n for n in workloads.available() if n not in ("mnist-cnn", "charlm")]  # see test_mnist.py, test_charlm.py
 SIZES = {  # (train, val, test)
@@ -109,16 +109,7 @@ def test_a_few_steps_lower_the_training_loss(request, name, optimizer):
 @pytest.mark.parametrize("name", BUILTIN)
 def test_model_is_deterministic_and_nothing_is_seeded_globally(request, name):
     load(request, name)  # warm the cache: generation itself restores the global states too
-    torch.manual_seed(123)
-    np.random.seed(123)
-    random.seed(123)
-    expected = (torch.rand(3), np.random.rand(3), random.random())
-    torch.manual_seed(123)
-    np.random.seed(123)
-    random.seed(123)
-    w = load(request, name, seed=7)
-    assert torch.equal(torch.rand(3), expected[0])
-    assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]
+    w = assert_no_global_draws(lambda: load(request, name, seed=7))
 
     torch.manual_seed(5)
     m1 = w.make_model()
