@@ -21,6 +21,8 @@ COMMANDS = {
     "plot-schedule": "plot_schedule",
     "train": "train",
     "compare": "compare",
+    "lr-find": "lr_find",
+    "tune": "tune",
     "report": "report",
 }
 

@@ -22,6 +22,7 @@ import math
 import os
 import time
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -147,8 +148,11 @@ def resumed_config(config: TrainConfig, *, log=print) -> TrainConfig:
     return config
 
 
-def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
+def run_training(config: TrainConfig, *, log=print, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
     """Train as configured; return the summary (also written to ``out``).
+
+    ``callbacks``: extra Trainer callbacks (e.g. ``tune``'s pruning callback), run
+    after the built-in ones.
 
     With ``config.nproc > 1`` this runs in every process of a data-parallel
     group (:func:`descentlab.experiment.train` starts one, see
@@ -166,6 +170,7 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
     model, optimizer, scheduler = build(wl, plan["optimizer"], plan["hparams"], plan["schedule"],
                                         plan["schedule_kwargs"], seed=config.seed, total_steps=plan["total_steps"])
 
+    extra_callbacks = list(callbacks)
     final = _FinalEvaluation(wl.test)
     callbacks: list[Callback] = [final]
     if config.early_stopping:
@@ -178,6 +183,7 @@ def run_training(config: TrainConfig, *, log=print) -> dict[str, Any]:
 
         callbacks.append(TensorBoardLogger(config.tensorboard))
     callbacks.append(ProgressBar(enabled=False if config.quiet or not writes else None))
+    callbacks.extend(extra_callbacks)
     if distributed:  # last, so that checkpoints still resume in one process
         callbacks.append(SameStart())
 

@@ -116,3 +116,39 @@ def plot_lr_curve(lrs: Sequence[float], path: str | Path, title: str = "") -> Pa
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def plot_lr_find(result: Mapping[str, Any], path: str | Path, title: str = "") -> Path:
+    """A range test: every sweep's smoothed loss (the first sweep's raw losses
+    faint behind it) against the lr on a log axis, with the suggestion and the
+    other rules' picks marked. ``result``: ``lr_find.json``'s content."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=110, layout="constrained")
+    sweeps = result.get("sweeps") or [{"lrs": result["lrs"], "losses": result["losses"]}]
+    first = sweeps[0]
+    if result.get("raw_losses"):
+        ax.plot(result["lrs"], result["raw_losses"], lw=0.8, color="#1f6feb", alpha=0.25, label="loss (raw, sweep 1)")
+    for i, sweep in enumerate(sweeps):
+        ax.plot(sweep["lrs"], sweep["losses"], lw=1.7 if i == 0 else 1.0, color="#1f6feb",
+                alpha=1.0 if i == 0 else 0.45, label="smoothed loss" if i == 0 else None)
+    low = min(min(s["losses"]) for s in sweeps)
+    start = first["losses"][0]
+    ax.set_ylim(low - 0.1 * max(start - low, 1e-12), start + 0.6 * max(start - low, 1e-12))
+    others = {k: v for k, v in (result.get("candidates") or {}).items() if k != result.get("rule") and v is not None and math.isfinite(v)}
+    for k, (name, lr) in enumerate(others.items()):
+        ax.axvline(lr, color=TAB10[(k + 1) % 10], lw=1.0, ls=":", label=f"{name}: {lr:.2g}")
+    suggested = result["suggested_lr"]
+    spread = (result.get("confidence") or {}).get("spread")
+    label = f"suggested ({result.get('rule')}): {suggested:.3g}" + (f", spread ×{spread:.2g}" if spread else "")
+    ax.axvline(suggested, color="#d62728", lw=2.0, label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    legend_below(fig, [ax], 4.2)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
