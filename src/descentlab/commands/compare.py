@@ -30,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", type=float, help="validation metric target for time-to-target (default: the workload's, e.g. 0.9 accuracy on mnist1d-cnn)")
     p.add_argument("--batch-size", type=batch_size, help="batch size (default: the workload's recipe)")
     p.add_argument("--eval-every", type=int, help="evaluate every N steps (default: 40 evaluations per run)")
-    p.add_argument("--tune-lr", action="store_true", help="sweep each strategy's lr first (×1/10..×10) and compare tuned lrs")
+    p.add_argument("--tune-lr", nargs="?", const=True, default=False, choices=["lr-find", "sweep"],
+                   help="tune each strategy's lr first with the same budget, then compare tuned strategies: lr-find "
+                        "(the range test, the default) or sweep (×1/10..×10 for a fifth of the budget)")
     p.add_argument("--out", help="output folder (default runs/compare-<workload>)")
     p.add_argument("--overwrite", action="store_true", help="replace a comparison already in --out")
     p.add_argument("--data-dir", help="folder of data files (mnist-cnn)")

@@ -61,7 +61,7 @@ def compare(
     schedule_kwargs: dict[str, Any] | None = None,
     batch_size: int | str | None = None,
     eval_every: int | None = None,
-    tune_lr: bool = False,
+    tune_lr: bool | str = False,
     overwrite: bool = False,
     data_dir: str | None = None,
     device: str = "auto",
@@ -79,7 +79,8 @@ def compare(
     time-to-target (default: the built-in workload's documented one, none for
     a user's). ``schedule``/``schedule_kwargs`` apply to every strategy without
     its own; length-dependent settings default from the budget. ``tune_lr``
-    sweeps each strategy's lr first. ``tensorboard``: also write TensorBoard
+    tunes each strategy's lr first with the same budget: ``"lr-find"`` (the range
+    test), ``"sweep"`` (a short grid), or True for the measured default. ``tensorboard``: also write TensorBoard
     event files there, one subfolder per run. Bad input raises UsageError
     (ValueError) naming it, before anything is written.
     """

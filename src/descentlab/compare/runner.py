@@ -7,9 +7,13 @@ Fairness rules (DeepOBS, AlgoPerf):
   and the same data order (the trainer's batches are seeded with k); the data
   split is the workload's seed-0 split for all;
 * each strategy's lr is its documented default for the workload unless given;
-  ``tune_lr`` first sweeps lr ∈ default × {1/10, 1/3, 1, 3, 10} for a fifth
-  of the budget (seed 0) and keeps the best by validation metric, so that
-  tuned strategies are compared, not one tuned against untuned ones;
+  with ``tune`` every strategy gets the same tuning budget first, so that
+  tuned strategies are compared, not one tuned against untuned ones:
+  ``"lr-find"`` runs the range test (:func:`descentlab.tune.lr_find`, 3 sweeps
+  of 100 steps on seed 0's model) and takes its suggestion; ``"sweep"`` trains
+  lr ∈ default × {1/10, 1/3, 1, 3, 10} for a fifth of the budget (seed 0) and
+  keeps the best by validation metric. ``tune=True`` is :data:`DEFAULT_TUNE`,
+  chosen by measurement (BENCHMARKS.md, "lr-find");
 * time-to-target (AlgoPerf): training seconds and steps until the validation
   metric first reaches the target, evaluation time excluded; never → ∞.
 * a strategy that diverges (non-finite loss) is recorded as diverged and the
@@ -50,6 +54,9 @@ DEFAULT_TARGETS = {
     "charlm": 2.0,  # validation bpc (lower is better): the recipe's AdamW reaches it near step 900 of 2000
 }
 SWEEP = (0.1, 0.3, 1.0, 3.0, 10.0)
+TUNE_MODES = ("lr-find", "sweep")
+#: what ``tune=True`` means: decided by benchmarks/lr_find_quality.py (BENCHMARKS.md, "lr-find")
+DEFAULT_TUNE = "lr-find"
 CSV_COLUMNS = ("strategy", "seed", "final_metric", "best_metric", "steps_to_target", "seconds_to_target",
                "wall_seconds", "status", "optimizer", "lr", "schedule", "test_final_metric")
 
@@ -204,6 +211,35 @@ def tune_lr(wl, strategy: Strategy, *, steps: int, batch_size, eval_every: int, 
     return best_lr
 
 
+def find_lr(wl, strategy: Strategy, *, steps: int, batch_size, out: Path, log) -> float:
+    """The range test's suggestion for ``strategy`` on seed 0's model; writes
+    ``out/lr_find/<strategy>/lr_find.json`` and ``.png``."""
+    from ..tune import lr_find
+    from ..tune.find import DEFAULT_SWEEPS, write
+
+    model, optimizer, _ = build(wl, strategy.optimizer, _hparams(strategy, wl), None, {}, seed=0, total_steps=steps,
+                                groups=strategy.groups)
+    result = lr_find(model, optimizer, wl.loss_fn, wl.train, batch_size=batch_size, seed=0, sweeps=DEFAULT_SWEEPS,
+                     target_key=wl.target_key, optimizer_name=strategy.optimizer, clip_norm=strategy.clip_norm)
+    folder = out / "lr_find" / "".join(c if c.isalnum() or c in "-_." else "_" for c in strategy.label)
+    write(result, folder, workload=wl.name, extra={"strategy": strategy.label})
+    spread = result.confidence.get("spread")
+    log(f"  tuned {strategy.label}: lr {result.suggested_lr:.3g} (lr-find, {result.rule}"
+        + (f", spread x{spread:.2g}" if spread else "") + f"; default {_hparams(strategy, wl)['lr']:.3g})")
+    return result.suggested_lr
+
+
+def tune_mode(tune: bool | str) -> str | None:
+    """None (no tuning) or one of :data:`TUNE_MODES`."""
+    if tune is False or tune is None:
+        return None
+    if tune is True:
+        return DEFAULT_TUNE
+    if tune not in TUNE_MODES:
+        raise UsageError(f"invalid tune_lr={tune!r}: expected one of {', '.join(TUNE_MODES)} (or true/false)")
+    return tune
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return ""
@@ -233,7 +269,7 @@ def run_comparison(
     target: float | None = None,
     batch_size: int | str | None = None,
     eval_every: int | None = None,
-    tune: bool = False,
+    tune: bool | str = False,
     overwrite: bool = False,
     data_dir: str | None = None,
     device: str = "auto",
@@ -273,6 +309,7 @@ def run_comparison(
         steps = epochs * per_epoch if epochs is not None else recipe["steps"]
     eval_every = eval_every or max(1, steps // 40)
     validate(wl, strategies, steps)
+    mode = tune_mode(tune)
 
     out = Path(out)
     with hold(out):  # one writer per folder: a second comparison here fails at once
@@ -290,11 +327,15 @@ def run_comparison(
         warm_up(wl, strategies, steps=steps, batch_size=batch_size, device=device, log=log)
 
         lrs: dict[str, float | None] = {s.label: None for s in strategies}
-        if tune:
+        if mode == "sweep":
             log(f"tuning the learning rate of {len(strategies)} strategies ({len(SWEEP)} × {max(1, steps // 5)} steps each)")
             for s in strategies:
                 lrs[s.label] = tune_lr(wl, s, steps=max(1, steps // 5), batch_size=batch_size,
                                        eval_every=max(1, eval_every // 5), store=store, log=log)
+        elif mode == "lr-find":
+            log(f"tuning the learning rate of {len(strategies)} strategies (lr-find: 3 sweeps of 100 steps each)")
+            for s in strategies:
+                lrs[s.label] = find_lr(wl, s, steps=steps, batch_size=batch_size, out=out, log=log)
 
         log(f"comparing {len(strategies)} strategies × {seeds} seed(s) on {wl.name}: {steps} steps each, "
             f"batch {batch_size}" + (f", target {wl.metric} {target:g}" if target is not None else ""))
@@ -306,7 +347,7 @@ def run_comparison(
                     **s.to_dict(), "strategy": s.label, "hparams": _hparams(s, wl, lrs[s.label]), "seed": seed,
                     "workload": wl.name, "workload_ref": workload if isinstance(workload, str) else None,
                     "metric": wl.metric, "metric_mode": wl.metric_mode, "target": target,
-                    "steps": steps, "batch_size": batch_size, "eval_every": eval_every, "tuned": tune,
+                    "steps": steps, "batch_size": batch_size, "eval_every": eval_every, "tuned": mode or False,
                 }
                 run_id = store.start(f"{s.label}/seed{seed}", config, group=GROUP)
                 meter.begin(s.label, seed)

@@ -92,6 +92,7 @@ class Setup:
     batch_size: Any
     seeds: list[int]
     strategies: list[str]
+    tuned: Any = False  # "lr-find" / "sweep": every strategy's lr was tuned first with the same budget
 
 
 def as_number(value: Any) -> float:
@@ -173,6 +174,7 @@ def setup(runs: Sequence[Mapping[str, Any]]) -> Setup:
         batch_size=cfg.get("batch_size"),
         seeds=sorted(seeds, key=_seed_key),
         strategies=strategies,
+        tuned=cfg.get("tuned") or False,
     )
 
 

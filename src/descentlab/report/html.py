@@ -279,6 +279,10 @@ def _title_meta(setup: agg.Setup, n_runs: int) -> str:
         if setup.target is not None
         else "no target",
         f"{len(setup.strategies)} strategies, {n_runs} runs",
+        {"lr-find": "lrs tuned by <b>lr-find</b> (3 sweeps × 100 steps each)",
+         "sweep": "lrs tuned by a <b>short sweep</b> (×1/10..×10, a fifth of the budget each)"}.get(
+            "sweep" if setup.tuned is True else setup.tuned)
+        if setup.tuned else "lrs <b>untuned</b> (each optimizer's default)",
     ]
     return " · ".join(i for i in items if i)
 
