@@ -41,7 +41,7 @@ import numpy as np
 Rule = Callable[[Sequence[float], Sequence[float], Sequence[float]], float]
 
 #: the centred rule divides the lr at the centred curve's minimum by this
-EDGE_FACTOR = 10.0
+EDGE_FACTOR = 3.0
 
 
 def smooth(raw: Sequence[float], beta: float = 0.98) -> list[float]:
