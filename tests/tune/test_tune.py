@@ -138,7 +138,7 @@ def _kill_with_a_trial_running(proc: subprocess.Popen, out: Path, timeout: float
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_sigkill_then_the_same_command_finishes_exactly_n(jobs, tmp_path):
     out = tmp_path / "study"
-    args = ["tune", "--workload", "linreg", "--steps", "40", "--trials", "6", "--pruner", "none", "--jobs", jobs,
+    args = ["tune", "--workload", "linreg", "--steps", "40", "--trials", "6", "--jobs", jobs,
             "--out", str(out)]
     env = {**os.environ, "DESCENTLAB_TUNE_HEARTBEAT": "1"}
     children = _kill_with_a_trial_running(cli(*args, env=env), out)

@@ -36,9 +36,11 @@ Decisions:
   budget (:func:`descentlab.schedules.budget_defaults`) and are written out in full
   in the trial's configuration. ``constant`` builds no scheduler in descentlab, so
   a warmup would be ignored: it is not sampled there.
-* Only schedules whose length settings all default from the budget are accepted
-  (``step``, ``exponential``, ``cyclic``... need settings of their own; give them
-  under ``fixed: {sched: {...}}``).
+* Any schedule whose settings the budget fills in is accepted (``step``, ``multistep``,
+  ``one_cycle``, ``polynomial``, ``plateau`` too); ``exponential`` (gamma),
+  ``inverse_time`` (decay) and ``cyclic`` (max_lr) need settings of their own, given
+  under ``fixed: {sched: {...}}``. Each is built once, at the shortest trial's length
+  with the largest warmup, before the study starts.
 
 YAML format (every key optional; ``fixed`` holds TrainConfig settings for every
 trial)::

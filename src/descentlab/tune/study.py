@@ -24,7 +24,7 @@ each ask under an exclusive ``flock`` on ``DIR/.tune-ask.lock``, after counting:
   heartbeat is older than the grace period
   (:func:`optuna.storages.fail_stale_trials`). Optuna's
   ``RetryHeartbeatStaleTrialCallback`` queues each failed trial again, with the
-  same parameters, as a WAITING trial. A command SIGKILLed and run again therefore
+  same parameters, as a WAITING trial (up to :data:`MAX_RETRY` times). A command SIGKILLed and run again therefore
   reruns the killed trials at once (no need to wait for the grace period) and
   ends with exactly N finished trials.
 * While a trial trains, a thread records its heartbeat every
@@ -80,6 +80,9 @@ from . import space as spaces
 HEARTBEAT_ENV = "DESCENTLAB_TUNE_HEARTBEAT"
 HEARTBEAT_INTERVAL = 5  # seconds
 GRACE_FACTOR = 3
+#: a killed trial is run again up to this many times (a strategy that kills its process, say by
+#: running out of memory, then gives way to a new trial instead of stalling the study)
+MAX_RETRY = 3
 PRUNERS = ("hyperband", "halving", "median", "none")
 DEFAULT_PRUNER = "hyperband"  # measured on mnist1d-cnn: docs/tune.md
 ASK_LOCK = ".tune-ask.lock"
@@ -169,7 +172,7 @@ def open_storage(url: str, heartbeat: int):
                 return optuna.storages.RDBStorage(
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
                     grace_period=GRACE_FACTOR * heartbeat,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(),
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY),
                 )
         except Exception as exc:  # noqa: BLE001 - a bad or unreachable URL is the user's input
             if "already exists" in str(exc) and attempt < 4:  # another process created the tables meanwhile
@@ -356,19 +359,20 @@ def _run_trial(study: Any, trial: Any, storage: Any, s: Settings) -> str:
     from ..experiment.run import run_training
     from ..train.trainer import NonFiniteLossError
 
-    choice = s.space.suggest(trial)
-    config = spaces.trial_config(choice, s.space, workload=s.workload, steps=s.steps, epochs=s.epochs, seed=s.seed,
-                                 data_dir=s.data_dir, n_train=s.n_train, recipe_batch=s.recipe_batch)
-    trial.set_user_attr("config", config)
     folder = Path(s.out) / "trials" / f"{trial.number:04d}"
-    if folder.exists():  # a trial number is run by one worker at a time: this is an older, dead attempt's
-        shutil.rmtree(folder)
     callback = PruningCallback(trial, s.metric)
     state, value, start = TrialState.COMPLETE, None, time.perf_counter()
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name),
                                                                trial.number)
     with _Heartbeat(storage, trial_id, s.heartbeat):
         try:
+            choice = s.space.suggest(trial)
+            config = spaces.trial_config(choice, s.space, workload=s.workload, steps=s.steps, epochs=s.epochs,
+                                         seed=s.seed, data_dir=s.data_dir, n_train=s.n_train,
+                                         recipe_batch=s.recipe_batch)
+            trial.set_user_attr("config", config)
+            if folder.exists():  # a trial number is run by one worker at a time: this is a dead attempt's
+                shutil.rmtree(folder)
             summary = run_training(TrainConfig(**config, out=str(folder), quiet=True), log=lambda msg: None,
                                    callbacks=[callback])
             value = summary["final"].get(f"val_{s.metric}")
@@ -438,12 +442,12 @@ def _die_with(tune: Any) -> None:
 
 
 def _worker_entry(s: Settings, conn: Any, tune: Any) -> None:
-    _die_with(tune)
-    if s.threads is not None:
-        import torch
+    import torch
 
-        os.environ["OMP_NUM_THREADS"] = str(s.threads)
-        torch.set_num_threads(s.threads)
+    _die_with(tune)
+    threads = s.threads or 1  # N workers with all cores' threads each would oversubscribe the CPU
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
     try:
         work(s, lambda line: conn.send(("log", line)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
@@ -614,8 +618,8 @@ def tune(workload: Any, *, trials: int = 20, storage: str | None = None, jobs: i
     ``space``: None (the default space), a mapping or the path of a YAML file
     (:mod:`descentlab.tune.space`). ``storage``: an SQLAlchemy URL (default
     ``sqlite:///OUT/study.sqlite``). ``jobs``: trials at once, in worker processes.
-    ``threads``: torch threads of each worker process (None: the worker's default; this
-    process is left as it is). Returns the content of ``OUT/tune.json``; also writes
+    ``threads``: torch threads of each worker process (None: 1; with ``jobs=1`` the trials run
+    in this process, whose setting is left as it is). Returns the content of ``OUT/tune.json``; also writes
     ``best.yaml`` and ``report.html``. Bad input raises UsageError before anything is written.
     """
     import optuna

@@ -268,7 +268,8 @@ def build_html(result: dict[str, Any], out: Path) -> str:
     title = f"Hyperparameter search on {Path(str(result['workload'])).name}"
     meta = (f"study <b>{e(result['study_name'])}</b> in <code>{e(result['storage'])}</code> · "
             f"<b>{result['n_trials']}</b> of {result['target_trials']} trials finished "
-            f"({result['n_complete']} complete, {result['n_pruned']} pruned, {result['n_failed']} failed and retried) · "
+            f"({result['n_complete']} complete, {result['n_pruned']} pruned; {result['n_failed']} failed, "
+            f"killed ones run again) · "
             f"{e(result['direction'])} {e(key)} · pruner {e(result['pruner'])} · seed {result['seed']} · budget "
             + (f"{result['steps']} steps" if result["steps"] is not None else f"{result['epochs']} epochs"))
     if result["best_trial"] is None:
