@@ -135,6 +135,7 @@ def _kill_with_a_trial_running(proc: subprocess.Popen, out: Path, timeout: float
     return children
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_sigkill_then_the_same_command_finishes_exactly_n(jobs, tmp_path):
     out = tmp_path / "study"
