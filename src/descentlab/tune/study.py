@@ -54,8 +54,6 @@ database is future work.
 from __future__ import annotations
 
 import contextlib
-import copy
-import datetime
 import fcntl
 import json
 import math
@@ -63,7 +61,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sys
 import threading
 import time
@@ -76,6 +73,7 @@ from typing import Any
 from ..errors import UsageError
 from ..train.callbacks import Callback
 from . import space as spaces
+from .liveness import OWNER, Heartbeat, fail_dead, owner
 
 HEARTBEAT_ENV = "DESCENTLAB_TUNE_HEARTBEAT"
 HEARTBEAT_INTERVAL = 5  # seconds
@@ -87,7 +85,6 @@ PRUNERS = ("hyperband", "halving", "median", "none")
 DEFAULT_PRUNER = "hyperband"  # measured on mnist1d-cnn: docs/tune.md
 ASK_LOCK = ".tune-ask.lock"
 STUDY_FILE = ".tune-study.json"  # which study this folder holds
-OWNER = "descentlab:owner"
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
 
@@ -219,88 +216,6 @@ class PruningCallback(Callback):
             trainer.should_stop, trainer.stop_reason = True, "pruned"
 
 
-# -- owners and heartbeats -------------------------------------------------------------
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of a live process (``/proc/PID/stat`` field 22), None if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]  # a zombie is dead too
-
-
-def _owner() -> dict[str, Any]:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "start": _process_start(os.getpid())}
-
-
-def _alive(owner: dict[str, Any]) -> bool:
-    if Path("/proc/self/stat").exists():
-        start = _process_start(int(owner["pid"]))
-        return start is not None and (owner.get("start") is None or start == owner["start"])
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
-
-
-def _dead(trial: Any, host: str, grace: float) -> bool:
-    owner = trial.system_attrs.get(OWNER)
-    if owner is None:  # its process died while creating it (the owner is recorded right after), or it is foreign
-        started = trial.datetime_start
-        return started is not None and (datetime.datetime.now() - started).total_seconds() > grace
-    return owner.get("host") == host and not _alive(owner)
-
-
-def _fail_dead(study: Any, storage: Any, grace: float) -> None:
-    """Fail (and queue again) the RUNNING trials of processes of this machine that are gone, and
-    those without an owner after the grace period; then those whose heartbeat is stale (processes
-    elsewhere)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    host, study_id = socket.gethostname(), storage.get_study_id_from_name(study.study_name)
-    retry = storage.get_heartbeat_stale_trial_callback()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if not _dead(t, host, grace):
-            continue
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        try:
-            if storage.set_trial_state_values(trial_id, state=TrialState.FAIL) and retry is not None:
-                retry(study, copy.deepcopy(storage.get_trial(trial_id)))
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
-    optuna.storages.fail_stale_trials(study)
-
-
-class _Heartbeat:
-    """Records a trial's heartbeat every ``interval`` seconds while the ``with`` block runs."""
-
-    def __init__(self, storage: Any, trial_id: int, interval: float):
-        self.storage, self.trial_id, self.interval = storage, trial_id, interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="descentlab-heartbeat", daemon=True)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.storage.record_heartbeat(self.trial_id)
-            except Exception:  # noqa: BLE001 - a busy database: the next beat comes soon
-                pass
-
-    def __enter__(self) -> _Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 # -- the worker loop --------------------------------------------------------------------
 
 
@@ -328,7 +243,7 @@ def _next_trial(study: Any, storage: Any, s: Settings) -> Any | None:
     study_id = storage.get_study_id_from_name(study.study_name)
     while True:
         with _ask_lock(s.out):
-            _fail_dead(study, storage, GRACE_FACTOR * s.heartbeat)
+            fail_dead(study, storage, GRACE_FACTOR * s.heartbeat)
             n = counts(study.get_trials(deepcopy=False))
             done = n["COMPLETE"] + n["PRUNED"]
             if done >= s.trials:
@@ -336,7 +251,7 @@ def _next_trial(study: Any, storage: Any, s: Settings) -> Any | None:
             if done + n["RUNNING"] < s.trials:
                 trial = study.ask()
                 trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
-                storage.set_trial_system_attr(trial_id, OWNER, _owner())
+                storage.set_trial_system_attr(trial_id, OWNER, owner())
                 storage.record_heartbeat(trial_id)
                 study.sampler = optuna.samplers.TPESampler(seed=(s.seed * 100_003 + trial.number) % 2**32)
                 return trial
@@ -364,7 +279,7 @@ def _run_trial(study: Any, trial: Any, storage: Any, s: Settings) -> str:
     state, value, start = TrialState.COMPLETE, None, time.perf_counter()
     trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study.study_name),
                                                                trial.number)
-    with _Heartbeat(storage, trial_id, s.heartbeat):
+    with Heartbeat(storage, trial_id, s.heartbeat):
         try:
             choice = s.space.suggest(trial)
             config = spaces.trial_config(choice, s.space, workload=s.workload, steps=s.steps, epochs=s.epochs,
