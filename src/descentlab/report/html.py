@@ -264,6 +264,20 @@ def config_section(runs: Sequence[Mapping[str, Any]], table: Sequence[agg.Strate
     return "\n".join(parts)
 
 
+def page_head(title: str, extra_css: str = "") -> str:
+    """The start of a self-contained report page in the house style, up to ``<main>``."""
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{e(title)}</title>
+<style>{CSS}{extra_css}</style>
+</head>
+<body>
+<main>"""
+
+
 def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
@@ -326,16 +340,7 @@ def build_html(
         else f"ranked by mean best validation {setup.metric}"
     )
     title = f"Comparison of optimization strategies on {setup.workload}"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(title)}</title>
-<style>{CSS}</style>
-</head>
-<body>
-<main>
+    return f"""{page_head(title)}
 <h1>{e(title)}</h1>
 <p class="meta">{_title_meta(setup, len(runs))}</p>
 

@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..report.html import CSS, e
+from ..report.html import e, page_head
 
 if TYPE_CHECKING:  # pragma: no cover
     from .study import Settings
@@ -296,16 +296,7 @@ def build_html(result: dict[str, Any], out: Path) -> str:
                       f"<tbody>{rows}</tbody></table></div></div>")
     else:
         importance = f'<p class="small">Not computed: {e(result["importances_note"])}.</p>'
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{e(title)}</title>
-<style>{CSS}{EXTRA_CSS}</style>
-</head>
-<body>
-<main>
+    return f"""{page_head(title, EXTRA_CSS)}
 <h1>{e(title)}</h1>
 <p class="meta">{meta}</p>
 
