@@ -154,9 +154,16 @@ def history_png(result: dict[str, Any]) -> str:
         edge = ymin if maximize else ymax
         ax.scatter([r["number"] for r in diverged], [edge] * len(diverged), color="#d62728",
                    marker="v" if maximize else "^", s=30, clip_on=False, label="diverged (no value)", zorder=4)
-    ax.set_xlabel("trial")
-    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    ax.set_ylabel(result["metric"])
+    return _finish(fig, ax, "trial", result["metric"])
+
+
+def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str) -> str:
+    """Labels, integer ticks on x, grid and legend; the figure as a data URI."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8.5)
     return _png(fig)
@@ -177,12 +184,7 @@ def intermediate_png(result: dict[str, Any]) -> str:
     ax.plot([], [], color="#1f77b4", label="complete")
     ax.plot([], [], color="#9a9a9a", label="pruned")
     ax.plot([], [], color="#d62728", lw=2, label="best trial")
-    ax.set_xlabel("evaluation (the pruner's step)")
-    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
-    ax.set_ylabel(result["metric"])
-    ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8.5)
-    return _png(fig)
+    return _finish(fig, ax, "evaluation (the pruner's step)", result["metric"])
 
 
 def importances_png(values: dict[str, float]) -> str:
