@@ -23,6 +23,7 @@ COMMANDS = {
     "compare": "compare",
     "lr-find": "lr_find",
     "tune": "tune",
+    "distill": "distill",
     "report": "report",
 }
 
