@@ -24,6 +24,7 @@ COMMANDS = {
     "lr-find": "lr_find",
     "tune": "tune",
     "distill": "distill",
+    "prune": "prune",
     "report": "report",
 }
 

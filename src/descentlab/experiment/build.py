@@ -26,6 +26,16 @@ def build(wl: Workload, optimizer: str, hparams: dict[str, Any], schedule: str |
     model = wl.make_model()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{wl.name}: make_model() returned {type(model).__name__}, expected a torch.nn.Module")
+    opt, scheduler = optimizer_for(wl, model, optimizer, hparams, schedule, schedule_kwargs,
+                                   total_steps=total_steps, groups=groups)
+    return model, opt, scheduler
+
+
+def optimizer_for(wl: Workload, model: torch.nn.Module, optimizer: str, hparams: dict[str, Any],
+                  schedule: str | None, schedule_kwargs: dict[str, Any], *, total_steps: int | float,
+                  groups: Sequence[Mapping[str, Any]] = ()) -> tuple[Any, Any]:
+    """``(optimizer, scheduler)`` for an existing ``model`` (a pruned one, a
+    student), with the param groups ``build`` would give it."""
     if groups:
         params = optim.param_groups(model, *groups)
     elif wl.param_groups is not None:
@@ -37,7 +47,7 @@ def build(wl: Workload, optimizer: str, hparams: dict[str, Any], schedule: str |
     if schedule not in (None, "constant"):
         kw = schedules.budget_defaults(schedule, total_steps, schedule_kwargs)
         scheduler = schedules.create(schedule, opt, **kw)
-    return model, opt, scheduler
+    return opt, scheduler
 
 
 def trainer_options(wl: Workload) -> dict[str, Any]:

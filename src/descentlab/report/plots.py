@@ -24,6 +24,17 @@ def _pyplot():
     return plt
 
 
+def png_data_uri(fig: Any, dpi: int = 110) -> str:
+    """A figure as an inline ``data:image/png;base64`` URI (the figure is closed)."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    _pyplot().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 # markers for the 2nd, 3rd, ... round of colours; never "X"/"x", which mark a divergence
 MARKERS = ("o", "s", "^", "D", "v", "P", "h", "<", ">", "*")

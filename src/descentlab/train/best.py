@@ -35,6 +35,11 @@ class BestTracker:
         if self.__dict__.get("step") is None:
             self.value = math.inf if mode == "min" else -math.inf
 
+    def reset(self) -> None:
+        """Forget the best so far (e.g. after a prune changed the model's tensors)."""
+        self.value = math.inf if self.mode == "min" else -math.inf
+        self.step, self.weights = None, None
+
     def improves(self, value: float) -> bool:
         if not math.isfinite(value):
             return False

@@ -14,9 +14,7 @@ table of all trials.
 
 from __future__ import annotations
 
-import base64
 import csv
-import io
 import json
 import math
 import os
@@ -116,12 +114,9 @@ def write_outputs(study: Any, s: Settings) -> dict[str, Any]:
 
 
 def _png(fig: Any) -> str:
-    from ..report.plots import _pyplot
+    from ..report.plots import png_data_uri
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    _pyplot().close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return png_data_uri(fig)
 
 
 def _finite(value: Any) -> bool:

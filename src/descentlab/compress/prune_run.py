@@ -1,0 +1,226 @@
+"""``descentlab prune``: train the dense model, prune it while fine-tuning, measure both.
+
+The pipeline, for a workload's recipe and a seed:
+
+1. the dense model is trained exactly as ``descentlab train`` trains it;
+2. a copy of it, with a copy of its optimizer's state, is fine-tuned for
+   ``finetune_steps`` (default: a quarter of the recipe's budget) with the
+   recipe's optimizer and schedule over that budget, pruned as it goes —
+   unstructured: by magnitude on Zhu & Gupta's cubic schedule over the first
+   half of the fine-tuning, every ``finetune_steps / 20`` steps, the masks held
+   by the optimizer (:mod:`.gradual`); structured: channels removed in 4 steps
+   on the same schedule over the first half, the optimizer's state carried
+   across each (:mod:`.structured`); the rest of the fine-tuning trains the
+   pruned model at its final sparsity;
+3. the same fine-tuning runs for every sparsity of the curve, 0 included: the
+   0 point is the dense model fine-tuned as long, the control that separates
+   what pruning costs from what the extra steps give;
+4. both models are measured: test metric, parameters, nonzero parameters,
+   bytes of the saved file (:mod:`.saved`; unstructured weights stored packed),
+   FLOPs per sample and CPU latency at batch 1 and at the recipe's batch size,
+   timed interleaved in this process (:mod:`.measure`).
+
+With ``distill=True`` the fine-tuning learns from the dense model's soft targets
+as well (prune, then distill: :mod:`.distill`), one pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UsageError
+from ..train.data import as_batches
+from .fit import copy_run, evaluate, fit, plan_for, schedule_for, train_dense
+from .gradual import GradualPruning
+from .magnitude import SCOPES, check_sparsity, make_permanent, sparsity_of
+from .measure import LATENCY_RUNS, costs, latency
+from .saved import save_model
+from .structured import ChannelPruner, ChannelPruning
+
+#: the accuracy–sparsity curve's points (fractions of the weights, or of the channels)
+CURVE = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95)
+STRUCTURED_CURVE = (0.0, 0.25, 0.5, 0.75)
+STRUCTURED_STEPS = 4
+
+
+@dataclass
+class PruneResult:
+    summary: dict[str, Any]
+    out: Path | None = None
+    models: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_curve(curve: Sequence[float] | None) -> list[float]:
+    points = [check_sparsity(s, "curve sparsity") for s in (curve or ())]
+    return sorted(set(points))
+
+
+def example_inputs(wl, n: int) -> Any:
+    """The inputs of the first ``n`` training examples (to trace and to time models)."""
+    batch = next(iter(as_batches(wl.train, n, seed=0).epoch(0)))
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def prune(workload: str, sparsity: float, *, structured: bool = False, seed: int = 0, out: str | os.PathLike | None = None,
+          scope: str = "global", steps: int | None = None, finetune_steps: int | None = None,
+          curve: Sequence[float] | None = None, distill: bool = False, data_dir: str | None = None,
+          latency_runs: int = LATENCY_RUNS, log=print) -> PruneResult:
+    """Prune ``workload``'s recipe model to ``sparsity`` (see the module docstring).
+
+    ``sparsity``: the fraction of the weights zeroed (unstructured) or of the
+    channels and neurons removed (``structured=True``). ``curve``: the sparsities
+    of the accuracy–sparsity curve (default :data:`CURVE` or
+    :data:`STRUCTURED_CURVE`; ``()`` for none). ``steps``: the dense model's
+    budget (default the recipe's).
+    """
+    sparsity = check_sparsity(sparsity, "channel sparsity" if structured else "sparsity")
+    if scope not in SCOPES:
+        raise UsageError(f"invalid scope={scope!r}: expected one of {', '.join(SCOPES)}")
+    points = _check_curve((STRUCTURED_CURVE if structured else CURVE) if curve is None else curve)
+    for name, value in (("steps", steps), ("finetune_steps", finetune_steps), ("latency_runs", latency_runs)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UsageError(f"invalid {name}={value!r}: expected an integer >= 1")
+    plan = plan_for(workload, seed=seed, steps=steps, data_dir=data_dir)
+    wl = plan["workload"]
+    if distill and wl.task != "classification":
+        raise UsageError(f"distill=True needs a classification workload; {wl.name} is {wl.task}")
+    ft_steps = finetune_steps or max(1, plan["total_steps"] // 4)
+    ft_plan = plan_for(workload, seed=seed, steps=ft_steps, data_dir=data_dir)
+    batch = plan["batch_size"] if isinstance(plan["batch_size"], int) else min(1000, wl.num_examples("train"))
+    example = example_inputs(wl, batch)
+    if structured:  # refuse a model the pruner cannot handle before anything is trained
+        probe = _fresh_model(plan, seed)
+        ChannelPruner(probe, example[:2], sparsity, steps=STRUCTURED_STEPS)
+
+    setup = {"workload": workload, "sparsity": sparsity, "structured": structured, "seed": seed, "scope": scope,
+             "distill": distill, "latency_runs": latency_runs, "plan": plan, "ft_plan": ft_plan, "points": points,
+             "batch": batch, "example": example}
+    if out is None:
+        return _run(setup, None, log)
+    from ..experiment.lock import hold
+
+    with hold(out):  # everything is valid: only now is the output folder made and held
+        return _run(setup, Path(out), log)
+
+
+def _run(setup: dict[str, Any], work: Path | None, log) -> PruneResult:
+    workload, sparsity, structured, seed = setup["workload"], setup["sparsity"], setup["structured"], setup["seed"]
+    scope, distill, latency_runs, example = setup["scope"], setup["distill"], setup["latency_runs"], setup["example"]
+    plan, ft_plan, points, batch = setup["plan"], setup["ft_plan"], setup["points"], setup["batch"]
+    wl, ft_steps = plan["workload"], ft_plan["total_steps"]
+    started = time.perf_counter()
+    log(f"{wl.name}: training the dense model ({plan['total_steps']} steps, seed {seed})")
+    dense = train_dense(plan, seed=seed)
+    make_permanent(dense.model)
+    runs: dict[float, dict[str, Any]] = {}
+    for s in sorted(set(points) | {sparsity}):
+        kind = "channels" if structured else "weights"
+        log(f"  fine-tuning {ft_steps} steps, pruning to {s:.0%} of the {kind}")
+        runs[s] = _prune_one(plan, ft_plan, dense, s, structured=structured, scope=scope, seed=seed,
+                             example=example, distill=distill)
+    models = {"dense": dense.model, **{_label(s): r["model"] for s, r in runs.items()}}
+    timed = latency(models, example[:1], runs=latency_runs)
+    timed_batch = latency(models, example, runs=latency_runs)
+
+    files = work if work is not None else Path(_tmpdir())
+
+    def measured(label: str, model, extra: dict[str, Any]) -> dict[str, Any]:
+        path = files / f"{label}.pt"
+        size = save_model(path, model, workload=workload, example=example,
+                          pruning_history=extra.pop("pruning_history", None), sparse=not structured)
+        if work is None:
+            path.unlink()
+        metrics = evaluate(wl, model)
+        return {
+            f"test_{wl.metric}": metrics[wl.metric], "test_loss": metrics["loss"],
+            **costs(model, example), "bytes": size,
+            "latency_ms_p50": timed[label]["p50"], "latency_ms_p95": timed[label]["p95"],
+            "latency_ms_p50_batch": timed_batch[label]["p50"], "latency_ms_p95_batch": timed_batch[label]["p95"],
+            **extra,
+        }
+
+    chosen = runs[sparsity]
+    summary: dict[str, Any] = {
+        "workload": wl.name, "seed": seed, "metric": wl.metric, "structured": structured,
+        "scope": None if structured else scope, "sparsity": sparsity, "distill": distill,
+        "dense_steps": plan["total_steps"], "finetune_steps": ft_steps, "batch_size": batch,
+        "latency": {"runs": latency_runs, "threads": 1, "batch": batch, "timing": "interleaved, one process"},
+        "dense": measured("dense", dense.model, {}),
+        "pruned": measured(_label(sparsity), chosen["model"],
+                           {"sparsity_measured": chosen["sparsity"], "pruning_history": chosen.get("history")}),
+        "curve": [],
+    }
+    for s, r in runs.items():
+        label = _label(s)
+        point = summary["pruned"] if s == sparsity else measured(label, r["model"], {"pruning_history": r.get("history")})
+        summary["curve"].append({"sparsity": s, "sparsity_measured": r["sparsity"],
+                                 **{k: point[k] for k in (f"test_{wl.metric}", "parameters", "nonzero_parameters",
+                                                          "bytes", "flops", "latency_ms_p50", "latency_ms_p50_batch")}})
+    summary["wall_seconds"] = time.perf_counter() - started
+    from ..store import versions
+
+    summary["versions"] = versions()
+    result = PruneResult(summary, work, {"dense": dense.model, "pruned": chosen["model"]})
+    if work is not None:
+        _write_json(work / "summary.json", summary)
+        from .prune_report import render
+
+        render(work, summary)
+    return result
+
+
+def _label(s: float) -> str:
+    return f"pruned-{round(s * 100):02d}" if s else "finetuned-00"
+
+
+def _fresh_model(plan: dict[str, Any], seed: int):
+    torch.manual_seed(seed)
+    return plan["workload"].make_model()
+
+
+def _tmpdir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="descentlab-prune-")
+
+
+def _prune_one(plan, ft_plan, dense, s: float, *, structured: bool, scope: str, seed: int, example, distill: bool):
+    """Fine-tune a copy of the dense run, pruning it to ``s`` over the first half."""
+    model, opt = copy_run(dense, plan)
+    sched = schedule_for(ft_plan, opt)
+    total = ft_plan["total_steps"]
+    window = max(1, total // 2)
+    pruning: Any = None
+    if s > 0 and structured:
+        pruning = ChannelPruning(example[:2], s, start=0, steps=STRUCTURED_STEPS,
+                                 frequency=max(1, window // STRUCTURED_STEPS))
+    elif s > 0:
+        pruning = GradualPruning(s, start=0, end=window, frequency=max(1, total // 20), scope=scope)
+    loss_fn, train_model = "workload", model
+    if distill:
+        from .distill import DistillationLoss, Distiller
+
+        train_model = Distiller(model, dense.model)
+        loss_fn = DistillationLoss()
+    fit(ft_plan, train_model, opt, sched, seed=seed, callbacks=[pruning] if pruning else [], loss_fn=loss_fn)
+    make_permanent(model)
+    if structured:
+        history = pruning.pruner.pruning_history() if pruning else []
+        measured = 1 - sum(p.numel() for p in model.parameters()) / sum(p.numel() for p in dense.model.parameters())
+    else:
+        history, measured = None, sparsity_of(model)
+    return {"model": model, "history": history, "sparsity": measured}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
