@@ -44,8 +44,9 @@ from torch import Tensor, nn
 
 from ..errors import UsageError
 
-#: default temperature and soft-target weight, chosen by measurement on
-#: mnist1d-cnn (seed 0, recipe budget; see :mod:`.distill_run` and docs/distill.md)
+#: default temperature and soft-target weight, chosen by measurement on mnist1d-cnn
+#: (seed 0, the recipe's budget, student cnn-8: T in {2, 4} x alpha in {0.5, 0.9},
+#: T=4, alpha=0.9 the best, +5.1 points over scratch; see :mod:`.distill_run`, docs/distill.md)
 T_DEFAULT = 4.0
 A_DEFAULT = 0.9
 #: examples per teacher forward when its logits are cached

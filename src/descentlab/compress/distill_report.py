@@ -68,7 +68,7 @@ def _table(summary: dict[str, Any]) -> str:
             f'<td class="num">{_fmt(steps)}</td><td class="num">{_fmt(r[key])}</td>'
             f'<td class="num">{_fmt(r["test_loss"])}</td></tr>')
     return ('<table id="models"><thead><tr><th>model</th><th>architecture</th><th class="num">parameters</th>'
-            f'<th class="num">of the teacher\'s</th><th class="num">steps</th><th class="num">{e(key)}</th>'
+            f'<th class="num">of the teacher\'s</th><th class="num">steps</th><th class="num">{e(key.replace("_", " "))}</th>'
             f'<th class="num">test loss</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
 
@@ -84,7 +84,7 @@ def _verdict(summary: dict[str, Any]) -> str:
         gap_said = f"{summary['teacher'][key] - summary['student'][key]:+.4g} from the teacher"
     better = "beats" if margin > 0 else "does not beat"
     return (f'<p class="verdict">The distilled student {better} the same student trained from scratch: {said} '
-            f'(one seed, {summary["seed"]}); it is {gap_said}, with '
+            f'(seed {summary["seed"]}); it is {gap_said}, with '
             f'{summary["student"]["parameters"] / summary["teacher"]["parameters"]:.3f}× its parameters.</p>')
 
 
