@@ -92,29 +92,28 @@ def test_pruning_mid_training_keeps_the_optimizer_state_of_every_kept_weight(nam
     _steps(model, opt, 3)  # and training goes on with the smaller tensors
 
 
-def test_carrying_the_state_avoids_the_loss_spike_of_a_fresh_optimizer():
-    """Pruning half the channels mid-training: with the state carried the loss after the prune
-    stays within TOLERANCE of the loss before; a fresh Adam (what NNI asks for) jumps more."""
-    g = torch.Generator().manual_seed(3)
-    w = torch.randn(40, 10, generator=g)
-    x = torch.randn(512, 40, generator=g)
-    y = (x @ w).argmax(1)
-    results = {}
-    for carry in (True, False):
-        model = _model(16)
-        opt = optim.create("adam", model.parameters(), lr=3e-3)
-        before = _steps(model, opt, 300, x, y)[-10:]
-        pruner = ChannelPruner(model, x[:2], 0.25)
-        if carry:
-            pruner.step(opt)
-        else:
-            pruner.step()
-            opt = optim.create("adam", model.parameters(), lr=3e-3)
-        after = _steps(model, opt, 10, x, y)
-        results[carry] = max(after) / (sum(before) / len(before))
-    TOLERANCE = 1.5  # documented in docs/compress.md: the worst of the 10 steps after vs the mean of the 10 before
-    assert results[True] <= TOLERANCE, results
-    assert results[True] < results[False], results
+#: the most the mean training loss of the 10 steps after a prune may exceed the mean of the
+#: 10 steps before it, in nats (docs/compress.md: measured up to 0.73 for adam at lr 1e-2, 0.18 for momentum)
+LOSS_JUMP_TOLERANCE = 1.0
+
+
+@pytest.mark.parametrize("name, lr", [("adam", 1e-2), ("momentum", 0.05)])
+def test_pruning_mid_training_on_mnist1d_keeps_the_loss_within_tolerance(name, lr):
+    """Half the channels of the MNIST-1D CNN removed in 8 steps from step 300, the state carried."""
+    from descentlab import Trainer, workloads
+    from descentlab.compress import ChannelPruning
+
+    x, y = workloads.load("mnist1d-cnn").train
+    torch.manual_seed(0)
+    model = ConvNet1d(40, 10, channels=25)
+    opt = optim.create(name, model.parameters(), lr=lr)
+    cb = ChannelPruning(x[:2], 0.5, start=300, steps=8, frequency=40)
+    Trainer(model, opt, nn.CrossEntropyLoss(), callbacks=[cb], batch_size=100, seed=0).fit((x, y), max_steps=620)
+    assert len(cb.jumps) == 8 and all(j["after"] is not None for j in cb.jumps)
+    worst = max(j["after"] - j["before"] for j in cb.jumps)
+    assert worst <= LOSS_JUMP_TOLERANCE, cb.jumps
+    assert sum(p.numel() for p in model.parameters()) <= 0.55 * 5210
+    assert cb.jumps[-1]["after"] < 0.6  # and it goes on learning: below a quarter of chance (ln 10 = 2.3)
 
 
 def test_the_pruned_model_is_smaller_and_reloads_in_a_fresh_process_with_identical_outputs(tmp_path):

@@ -14,7 +14,7 @@ def _fraction(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise UsageError(f"invalid sparsity {text!r}: expected a fraction in [0, 1), e.g. 0.8") from None
+        raise argparse.ArgumentTypeError(f"invalid sparsity {text!r}: expected a fraction in [0, 1), e.g. 0.8") from None
 
 
 def _curve(text: str) -> tuple[float, ...]:
@@ -35,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="unstructured: one magnitude threshold for the model (global, default) or per layer")
     p.add_argument("--seed", type=int, default=0, help="seed of the dense run and the fine-tuning (default 0)")
     p.add_argument("--steps", type=int, help="the dense model's training budget (default: the recipe's)")
-    p.add_argument("--finetune-steps", type=int, help="fine-tuning steps of each pruned model (default: a quarter of "
-                   "the recipe's budget)")
+    p.add_argument("--finetune-steps", type=int, help="fine-tuning steps of each pruned model (default: the recipe's "
+                   "budget)")
     p.add_argument("--curve", type=_curve, help="sparsities of the accuracy curve, comma-separated, or none "
                    "(default 0,0.5,0.7,0.8,0.9,0.95; structured 0,0.25,0.5,0.75)")
     p.add_argument("--distill", action="store_true", help="fine-tune with the dense model as teacher (prune, then distill)")

@@ -125,7 +125,7 @@ def build_html(summary: dict[str, Any]) -> str:
     title = f"Pruning {summary['workload']}: {kind}"
     meta = (f"seed <b>{summary['seed']}</b> · dense model: the recipe, <b>{summary['dense_steps']}</b> steps · "
             f"each pruned model: <b>{summary['finetune_steps']}</b> fine-tuning steps from it, pruned over the first "
-            f"half{' with distillation from the dense model' if summary.get('distill') else ''} · latency: "
+            f"3/4{' with distillation from the dense model' if summary.get('distill') else ''} · latency: "
             f"{summary['latency']['runs']} runs per model and batch size, {summary['latency']['threads']} thread, "
             f"{e(summary['latency']['timing'])}")
     flops_note = ("" if summary["structured"] else

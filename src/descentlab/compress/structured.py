@@ -282,14 +282,20 @@ def prune_channels(model: nn.Module, example: Any, ratio: float, *, optimizer: t
 class ChannelPruning(Callback):
     """Structured pruning during training: ``steps`` prunes on the cubic schedule,
     ``frequency`` optimizer steps apart from ``start``, with the optimizer's state
-    carried across each (see :class:`ChannelPruner`)."""
+    carried across each (see :class:`ChannelPruner`).
+
+    ``jumps`` records, for each prune, the mean training loss of the ``WINDOW``
+    steps before it and of the ``WINDOW`` steps after it."""
+
+    WINDOW = 10
 
     def __init__(self, example: Any, ratio: float, *, start: int = 0, steps: int = 4, frequency: int = 100,
                  ignore: Iterable[nn.Module | str] = ()):
         self.example, self.ratio, self.start = example, check_sparsity(ratio, "channel sparsity"), start
         self.steps, self.frequency, self.ignore = steps, frequency, list(ignore)
         self.pruner: ChannelPruner | None = None
-        self.losses: list[tuple[int, float]] = []
+        self.recent: list[float] = []
+        self.jumps: list[dict[str, Any]] = []
 
     def on_fit_start(self, trainer) -> None:
         self.pruner = ChannelPruner(trainer.model, self.example, self.ratio, steps=self.steps, ignore=self.ignore)
@@ -297,12 +303,22 @@ class ChannelPruning(Callback):
             self._prune(trainer)
 
     def on_step_end(self, trainer, logs: dict[str, Any]) -> None:
+        loss = trainer.last_loss
+        open_jump = self.jumps[-1] if self.jumps and len(self.jumps[-1]["after_losses"]) < self.WINDOW else None
+        if open_jump is not None:
+            open_jump["after_losses"].append(loss)
+            if len(open_jump["after_losses"]) == self.WINDOW:
+                open_jump["after"] = sum(open_jump["after_losses"]) / self.WINDOW
+        self.recent = [*self.recent[-(self.WINDOW - 1):], loss]
         k = trainer.step - self.start
         if self.pruner is not None and k >= 0 and k % self.frequency == 0 and self.pruner.done < self.steps:
             self._prune(trainer)
 
     def _prune(self, trainer) -> None:
-        self.pruner.step(trainer.optimizer)
+        record = self.pruner.step(trainer.optimizer)
+        before = sum(self.recent) / len(self.recent) if self.recent else None
+        self.jumps.append({"step": trainer.step, "before": before, "after": None, "after_losses": [],
+                           "parameters": record["parameters"]})
         trainer.best.reset()
 
     @property
