@@ -56,3 +56,23 @@ def test_callback_prunes_on_the_schedule_and_keeps_pruned_weights_zero():
 def test_bad_settings_are_refused(kw, words):
     with pytest.raises(ValueError, match=words):
         GradualPruning(**kw)
+
+
+def test_copy_run_shares_no_state_with_the_run_it_copies():
+    from descentlab.compress.fit import Fitted, copy_run, plan_for
+
+    plan = plan_for("mnist1d-cnn", seed=0, steps=10)
+    torch.manual_seed(0)
+    model = plan["workload"].make_model()
+    opt = optim.create("adam", model.parameters(), lr=1e-3)
+    x, y = plan["workload"].train
+    nn.functional.cross_entropy(model(x[:50]), y[:50]).backward()
+    opt.step()
+    before = {k: v.clone() for k, v in opt.state[next(model.parameters())].items() if torch.is_tensor(v)}
+    copy_model, copy_opt = copy_run(Fitted(model, opt, None), plan)
+    for _ in range(3):
+        copy_opt.zero_grad()
+        nn.functional.cross_entropy(copy_model(x[:50]), y[:50]).backward()
+        copy_opt.step()
+    after = opt.state[next(model.parameters())]
+    assert all(torch.equal(after[k], v) for k, v in before.items())

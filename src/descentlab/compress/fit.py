@@ -97,5 +97,7 @@ def copy_run(fitted: Fitted, plan: dict[str, Any]) -> tuple[nn.Module, torch.opt
     """An independent copy of a trained model and of its optimizer state."""
     model = copy.deepcopy(fitted.model)
     opt, _ = new_optimizer(plan, model)
-    opt.load_state_dict(fitted.optimizer.state_dict())
+    # A deep copy: load_state_dict keeps CPU tensors of the right dtype as they are, so the
+    # copy's in-place steps would otherwise write into the original optimizer's moments.
+    opt.load_state_dict(copy.deepcopy(fitted.optimizer.state_dict()))
     return model, opt
