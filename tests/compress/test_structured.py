@@ -132,7 +132,7 @@ def test_the_pruned_model_is_smaller_and_reloads_in_a_fresh_process_with_identic
         "assert torch.equal(m(io['x']), io['y']), 'outputs differ'\n"
         "print(sum(p.numel() for p in m.parameters()))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) == sum(p.numel() for p in model.parameters())
     # the file holds tensors and plain values only

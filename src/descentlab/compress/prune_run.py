@@ -208,7 +208,7 @@ def _prune_one(plan, ft_plan, dense, s: float, *, structured: bool, scope: str, 
     pruning: Any = None
     if s > 0 and structured:
         pruning = ChannelPruning(example[:2], s, start=0, steps=STRUCTURED_STEPS,
-                                 frequency=max(1, window // STRUCTURED_STEPS))
+                                 frequency=max(1, window // STRUCTURED_STEPS), module=model)
     elif s > 0:
         # The first layer stays dense (Gale et al. 2019, "The state of sparsity"): it has few weights
         # and every later one reads it. The sparsity still counts over all prunable weights.
@@ -218,13 +218,18 @@ def _prune_one(plan, ft_plan, dense, s: float, *, structured: bool, scope: str, 
         rest = min(0.999, s * total_w / (total_w - first.weight.numel())) if len(layers) > 1 else s
         pruning = GradualPruning(rest, start=0, end=window, frequency=max(1, total // 40), scope=scope,
                                  ignore=[first] if len(layers) > 1 else [])
-    loss_fn, train_model = "workload", model
-    if distill:
+    loss_fn, train_model, train = "workload", model, None
+    if distill:  # the teacher's logits cached once when the training split is in-memory tensors
         from .distill import DistillationLoss, Distiller
 
-        train_model = Distiller(model, copy.deepcopy(dense.model))  # the teacher is frozen: not the dense
+        wl = plan["workload"]
+        tensors = isinstance(wl.train, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in wl.train)
+        teacher = copy.deepcopy(dense.model)  # the Distiller freezes its teacher: not the dense model itself
+        train_model = Distiller(model, teacher, cache_inputs=wl.train[0] if tensors else None)
+        train = train_model.index_split(wl.train[1]) if tensors else None
         loss_fn = DistillationLoss()
-    fit(ft_plan, train_model, opt, sched, seed=seed, callbacks=[pruning] if pruning else [], loss_fn=loss_fn)
+    fit(ft_plan, train_model, opt, sched, seed=seed, callbacks=[pruning] if pruning else [], loss_fn=loss_fn,
+        train=train)
     make_permanent(model)
     if structured:
         history = pruning.pruner.pruning_history() if pruning else []

@@ -285,20 +285,24 @@ class ChannelPruning(Callback):
     carried across each (see :class:`ChannelPruner`).
 
     ``jumps`` records, for each prune, the mean training loss of the ``WINDOW``
-    steps before it and of the ``WINDOW`` steps after it."""
+    steps before it and of the ``WINDOW`` steps after it. ``module``: what to
+    prune when it is not the Trainer's model itself (the student of a
+    :class:`~.distill.Distiller`, whose forward in training takes cache indices)."""
 
     WINDOW = 10
 
     def __init__(self, example: Any, ratio: float, *, start: int = 0, steps: int = 4, frequency: int = 100,
-                 ignore: Iterable[nn.Module | str] = ()):
+                 ignore: Iterable[nn.Module | str] = (), module: nn.Module | None = None):
         self.example, self.ratio, self.start = example, check_sparsity(ratio, "channel sparsity"), start
+        self.module = module
         self.steps, self.frequency, self.ignore = steps, frequency, list(ignore)
         self.pruner: ChannelPruner | None = None
         self.recent: list[float] = []
         self.jumps: list[dict[str, Any]] = []
 
     def on_fit_start(self, trainer) -> None:
-        self.pruner = ChannelPruner(trainer.model, self.example, self.ratio, steps=self.steps, ignore=self.ignore)
+        target = self.module if self.module is not None else trainer.model
+        self.pruner = ChannelPruner(target, self.example, self.ratio, steps=self.steps, ignore=self.ignore)
         if self.start == 0:
             self._prune(trainer)
 
