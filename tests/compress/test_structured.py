@@ -196,3 +196,34 @@ def test_load_model_refuses_other_files(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot read"):
         load_model(tmp_path / "bad.pt")
+
+
+class Residual(nn.Module):
+    """A residual block with BatchNorm: the add couples both branches' channels."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(40, 16)
+        self.mid = nn.Linear(16, 16)
+        self.bn = nn.BatchNorm1d(16)
+        self.out = nn.Linear(16, 10)
+
+    def forward(self, x):
+        z = self.inp(x)
+        return self.out(torch.relu(z + self.bn(self.mid(z))))
+
+
+def test_coupled_layers_follow_and_their_state_is_carried():
+    torch.manual_seed(0)
+    model = Residual()
+    opt = optim.create("adamw", model.parameters(), lr=1e-2)
+    _steps(model, opt, 3)
+    bn_avg = opt.state[model.bn.weight]["exp_avg"].clone()
+    pruner = ChannelPruner(model, X[:2], 0.5)
+    pruner.step(opt)
+    assert model.inp.out_features == model.mid.out_features == model.bn.num_features == model.out.in_features == 8
+    kept = _kept(pruner.pruning_history(), pruner.pruning_history()[0][0], 16)
+    assert torch.equal(opt.state[model.bn.weight]["exp_avg"], bn_avg[kept])
+    assert model.bn.running_mean.shape == (8,)
+    _steps(model, opt, 3)
+    assert model(X).shape == (64, 10)
