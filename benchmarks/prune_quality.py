@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--structured", action="store_true")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--latency-runs", type=int, default=200)
+    p.add_argument("--curve", help="sparsities of the curve, comma-separated (default: prune's)")
     p.add_argument("--out", default="bench-prune")
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -40,7 +41,8 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         start = time.perf_counter()
         out = Path(args.out) / f"{kind}-{round(args.sparsity * 100)}-seed{seed}"
-        result = prune(args.workload, args.sparsity, structured=args.structured, seed=seed, out=out,
+        curve = None if args.curve is None else [float(c) for c in args.curve.split(",")]
+        result = prune(args.workload, args.sparsity, structured=args.structured, seed=seed, out=out, curve=curve,
                        latency_runs=args.latency_runs, log=lambda msg: None)
         summaries.append(result.summary)
         print(f"seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)

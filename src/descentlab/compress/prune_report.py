@@ -44,13 +44,15 @@ def curve_png(summary: dict[str, Any]) -> str:
     ax.set_ylabel(key.replace("_", " "))
     ax.legend(fontsize=8, loc="lower left")
     ax = axes[1]
-    ax.plot(xs, [p["latency_ms_p50"] for p in pts], "o-", color="#ff7f0e", label="batch 1")
-    ax.axhline(dense["latency_ms_p50"], color="#ff7f0e", ls="--", lw=1)
-    ax.plot(xs, [p["latency_ms_p50_batch"] for p in pts], "s-", color="#9467bd", label=f"batch {summary['batch_size']}")
-    ax.axhline(dense["latency_ms_p50_batch"], color="#9467bd", ls="--", lw=1)
-    ax.set_ylabel("CPU latency p50 (ms, 1 thread)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    ax.plot(xs, [p["latency_ms_p50"] / dense["latency_ms_p50"] for p in pts], "o-", color="#ff7f0e",
+            label=f"batch 1 (dense {dense['latency_ms_p50']:.3g} ms)")
+    ax.plot(xs, [p["latency_ms_p50_batch"] / dense["latency_ms_p50_batch"] for p in pts], "s-", color="#9467bd",
+            label=f"batch {summary['batch_size']} (dense {dense['latency_ms_p50_batch']:.3g} ms)")
+    ax.axhline(1.0, color="#555", ls="--", lw=1)
+    ax.set_ylabel("CPU latency p50 / dense (1 thread)")
+    ratios = [p[k] / dense[k] for p in pts for k in ("latency_ms_p50", "latency_ms_p50_batch")]
+    ax.set_ylim(0, max(1.1, 1.08 * max(ratios)))
+    ax.legend(fontsize=8, loc="lower left")
     ax = axes[2]
     ax.plot(xs, [p["bytes"] / 1024 for p in pts], "o-", color="#2ca02c", label="file (KiB)")
     ax.plot(xs, [p["nonzero_parameters"] / 1000 for p in pts], "^-", color="#d62728", label="nonzero parameters (k)")
