@@ -17,8 +17,8 @@ import torch
 VARIANTS = [  # (label, fine-tuning steps as a fraction of the recipe's, window, first layer dense, distill)
     ("1/4 budget, window 1/2", 0.25, 0.5, False, False),
     ("full budget, window 1/2", 1.0, 0.5, False, False),
-    ("full budget, window 3/4", 1.0, 0.75, False, False),
-    ("full budget, window 3/4, first layer dense (default)", 1.0, 0.75, True, False),
+    ("full budget, window 3/4 (the default)", 1.0, 0.75, False, False),
+    ("full budget, window 3/4, first layer dense", 1.0, 0.75, True, False),
     ("full budget, window 3/4, first layer dense, distilled (--distill)", 1.0, 0.75, True, True),
     ("full budget, window 3/4, first layer dense, --scope layer", 1.0, 0.75, True, False),
 ]
