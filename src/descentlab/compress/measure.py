@@ -5,8 +5,9 @@ Latency is measured the way it is felt at inference: ``torch.inference_mode``,
 the model in eval mode, one CPU thread (the workloads are small enough that
 more threads add only synchronisation; see ``cli.set_threads``), after warm-up
 calls that are not timed. Models compared with each other are timed in one
-process, interleaved round by round (A, B, A, B, ...), so that a slower
-moment of the machine costs every model the same.
+process, interleaved round by round (A, B, then B, A, ...: each round starts
+with the next model), so that a slower moment of the machine, or being timed
+first, costs every model the same.
 """
 
 from __future__ import annotations
@@ -80,8 +81,10 @@ def latency(models: Mapping[str, nn.Module], example: Tensor, *, runs: int = LAT
                 m.eval()
                 for _ in range(warmup):
                     m(example)
-            for _ in range(runs):
-                for name, m in models.items():
+            items = list(models.items())
+            for r in range(runs):
+                # each round starts with the next model: no model is always the one timed first
+                for name, m in items[r % len(items):] + items[: r % len(items)]:
                     start = time.perf_counter()
                     m(example)
                     times[name].append((time.perf_counter() - start) * 1e3)
