@@ -114,16 +114,25 @@ def make(seed=0):
     ([], "no sparsity given"),
     (["--sparsity", "0.5", "--structured", "--workload", "{file}:make"], "no longer runs once channels of conv"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, args, words):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, words):
+    from descentlab.cli import main
+
     (tmp_path / "fixed.py").write_text(HARD)
     args = [a.replace("{file}", str(tmp_path / "fixed.py")) for a in args]
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "descentlab", "prune", "--workload", "mnist1d-cnn", *args, "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 2, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("descentlab: error:") and words in lines[0], proc.stderr
+    assert main(["prune", "--workload", "mnist1d-cnn", *args, "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("descentlab: error:") and words in lines[0], lines
     assert not out.exists()
+
+
+def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "descentlab", "prune", "--workload", "mnist1d-cnn", "--sparsity", "1.0",
+           "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "sparsity=1.0" in proc.stderr and not out.exists()
 
 
 @pytest.mark.parametrize("structured", [False, True])

@@ -160,6 +160,20 @@ def _name_of(model: nn.Module, module: nn.Module) -> str:
     return next((n for n, m in model.named_modules() if m is module), type(module).__name__)
 
 
+def _failing_layer(pruner, model: nn.Module) -> str:
+    """The first layer whose pruning group Torch-Pruning cannot build or score."""
+    graph = pruner.DG
+    for name, module in model.named_modules():
+        if not isinstance(module, ROOTS) or module in pruner.ignored_layers:
+            continue
+        try:
+            group = graph.get_pruning_group(module, graph.get_pruner_of_module(module).prune_out_channels, [0])
+            pruner.importance(group)
+        except Exception:  # noqa: BLE001 - this is the one
+            return name
+    return "(unknown)"
+
+
 def _cubic_ratios(ratio: float, steps: int) -> list[float]:
     """Zhu & Gupta's cubic schedule over Torch-Pruning's iterative steps."""
     return [ratio * (1 - (1 - k / steps) ** 3) for k in range(steps + 1)]
@@ -223,7 +237,15 @@ class ChannelPruner:
             raise UsageError(f"the structured pruner cannot trace {type(self.model).__name__}: "
                              f"{type(exc).__name__}: {exc}") from None
         for _ in range(self.steps):
-            for group in pruner.step(interactive=True):
+            groups = pruner.step(interactive=True)  # importance is computed as the groups are drawn
+            while True:
+                try:
+                    group = next(groups)
+                except StopIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 - Torch-Pruning failed on a layer: find which
+                    raise UsageError(f"the structured pruner cannot prune layer {_failing_layer(pruner, trial)!r} of "
+                                     f"{type(self.model).__name__}: {type(exc).__name__}: {exc}") from None
                 root = _name_of(trial, group[0].dep.target.module)
                 try:
                     group.prune()
