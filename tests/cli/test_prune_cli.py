@@ -16,25 +16,29 @@ MODEL_KEYS = ("test_accuracy", "parameters", "nonzero_parameters", "bytes", "flo
 TINY = ["--workload", "mnist1d-cnn", "--steps", "150", "--finetune-steps", "80", "--latency-runs", "5"]
 
 
-def _prune(out, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "descentlab", "prune", *TINY, *args, "--out", str(out)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+def _prune(out, *args: str) -> str:
+    """The command in this process (the shell's exit-2 path is tested below); its stdout."""
+    import contextlib
+    import io
+
+    from descentlab.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["prune", *TINY, *args, "--out", str(out)]) == 0
+    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
 def unstructured(tmp_path_factory):
     out = tmp_path_factory.mktemp("prune") / "u"
-    proc = _prune(out, "--sparsity", "0.8", "--curve", "0,0.5")
-    assert proc.returncode == 0, proc.stderr
-    return out, proc.stdout
+    return out, _prune(out, "--sparsity", "0.8", "--curve", "0,0.5")
 
 
 @pytest.fixture(scope="module")
 def structured(tmp_path_factory):
     out = tmp_path_factory.mktemp("prune") / "s"
-    proc = _prune(out, "--sparsity", "0.5", "--structured", "--curve", "none")
-    assert proc.returncode == 0, proc.stderr
-    return out, proc.stdout
+    return out, _prune(out, "--sparsity", "0.5", "--structured", "--curve", "none")
 
 
 def test_unstructured_summary_has_both_models_measured(unstructured):

@@ -60,7 +60,9 @@ def _sliced(t: torch.Tensor, slices) -> torch.Tensor:
     return t
 
 
-@pytest.mark.parametrize("name", ["adam", "momentum", "adamw", "adafactor", "muon", "lion", "prodigy"])
+# adam and momentum as the issue asks; adafactor for factored state, muon for its two groups,
+# prodigy for its p0 and scalars (adamw and lion hold the same kinds of state as adam)
+@pytest.mark.parametrize("name", ["adam", "momentum", "adafactor", "muon", "prodigy"])
 def test_pruning_mid_training_keeps_the_optimizer_state_of_every_kept_weight(name):
     model = _model()
     opt = optim.create(name, model.parameters(), lr=1e-2 if name != "prodigy" else 1.0)
