@@ -7,12 +7,11 @@ the plot inlined as PNG), every value from ``summary.json``, HTML-escaped.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from ..report.html import e, page_head
+from ..report.html import e, page_head, write_page
 
 EXTRA_CSS = "tr.student td { font-weight: 600; background: #eef6ff; }\n"
 COLORS = {"teacher": "#555555", "student": "#1f77b4", "scratch": "#ff7f0e"}
@@ -119,8 +118,5 @@ teacher's final validation {e(summary['metric'])}.</figcaption></figure>
 
 
 def render(out: str | Path, summary: dict[str, Any]) -> Path:
-    path = Path(out) / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(build_html(summary))
-    os.replace(tmp, path)
-    return path
+    """Write ``out/report.html``."""
+    return write_page(out, build_html(summary))

@@ -7,12 +7,11 @@ the plots inlined as PNG), every value from ``summary.json``.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-from ..report.html import e, page_head
+from ..report.html import e, page_head, write_page
 
 EXTRA_CSS = "tr.chosen td { font-weight: 600; background: #eef6ff; }\n"
 
@@ -157,8 +156,5 @@ sparsity (0: fine-tuned as long without pruning, the control). Dashed: the dense
 
 
 def render(out: str | Path, summary: dict[str, Any]) -> Path:
-    path = Path(out) / "report.html"
-    tmp = path.with_name(".report.html.tmp")
-    tmp.write_text(build_html(summary))
-    os.replace(tmp, path)
-    return path
+    """Write ``out/report.html``."""
+    return write_page(out, build_html(summary))

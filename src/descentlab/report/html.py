@@ -278,6 +278,15 @@ def page_head(title: str, extra_css: str = "") -> str:
 <main>"""
 
 
+def write_page(out: str | Path, text: str, name: str = "report.html") -> Path:
+    """Write a report page into ``out`` atomically (temp file + rename); its path."""
+    path = Path(out) / name
+    tmp = path.with_name(f".{name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
 def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
