@@ -74,6 +74,9 @@ def test_the_lock_dies_with_its_process_even_by_sigkill(tmp_path):
     args = ["train", "--workload", "linreg", "--steps", "50000", "--checkpoint-every", "500", "--quiet", "--out", str(out)]
     holder = _cli(*args)
     _wait_for(out / "runs.sqlite", holder)
+    while not list((out / "checkpoints").glob("step-*.pt")):  # mid-training, as a user's kill comes
+        assert holder.poll() is None, holder.stderr.read()
+        time.sleep(0.02)
     with pytest.raises(FolderInUse, match=f"process {holder.pid}"):
         with hold(out):
             pass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import sqlite3
 import time
@@ -56,8 +57,17 @@ def versions() -> dict[str, str]:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
-        "platform": platform.platform(),
+        "platform": _platform(),
     }
+
+
+def _platform() -> str:
+    """``platform.platform()`` without its ``uname -p`` subprocess: a child forked
+    while a run folder's lock is held shares the lock until it execs, so a holder
+    killed at that moment would leave the folder held for a moment after its death."""
+    u = os.uname()
+    libc, version = platform.libc_ver()
+    return "-".join(part for part in (u.sysname, u.release, u.machine, f"with-{libc}{version}" if libc else "") if part)
 
 
 def _json(value: Any) -> str:
