@@ -26,6 +26,7 @@ COMMANDS = {
     "distill": "distill",
     "prune": "prune",
     "report": "report",
+    "worker": "worker",
 }
 
 

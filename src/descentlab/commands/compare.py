@@ -36,7 +36,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default runs/compare-<workload>)")
     p.add_argument("--overwrite", action="store_true", help="replace a comparison already in --out")
     p.add_argument("--data-dir", help="folder of data files (mnist-cnn)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the built-in workloads are small)")
+    p.add_argument("--jobs", type=int, help="runs at once, each in a worker process with one torch thread "
+                   "(default: one per core); the numbers are those of --jobs 1")
+    p.add_argument("--storage", metavar="URL", help="SQLAlchemy URL of the database that holds the comparison and its "
+                   "runs (default sqlite:///OUT/runs.sqlite); e.g. postgresql://user@host/db, which "
+                   "`descentlab worker --storage URL` on other machines joins")
+    p.add_argument("--name", help="the comparison's name in the storage (default compare-<workload>)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads with --jobs 1 (default 1: the built-in "
+                   "workloads are small, and one thread gives the numbers of the worker processes)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     p.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files to DIR, one folder per run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -66,9 +73,13 @@ def run(args: argparse.Namespace) -> int:
         args.workload, strategies, out=args.out, seeds=args.seeds, steps=args.steps, epochs=args.epochs,
         target=args.target, schedule=args.schedule, schedule_kwargs=sched, batch_size=args.batch_size,
         eval_every=args.eval_every, tune_lr=args.tune_lr, overwrite=args.overwrite, data_dir=args.data_dir,
-        device=args.device, tensorboard=args.tensorboard, progress=not args.quiet,
+        device=args.device, tensorboard=args.tensorboard, progress=not args.quiet, jobs=args.jobs,
+        storage=args.storage, name=args.name,
         log=lambda msg: print(msg, file=sys.stderr),
     )
     print(f"report: {result.report}")
-    print(f"table:  {result.summary_csv}   runs: {result.runs_db}")
+    from ..engine.storage import mask
+
+    runs = result.runs_db if result.storage.startswith("sqlite:///") else f"{mask(result.storage)} ({result.name})"
+    print(f"table:  {result.summary_csv}   runs: {runs}")
     return 0

@@ -1,4 +1,4 @@
-"""``descentlab report DIR``: render a comparison's report again from DIR/runs.sqlite."""
+"""``descentlab report DIR|URL``: render a comparison's report again from its run store."""
 
 from __future__ import annotations
 
@@ -7,16 +7,28 @@ from pathlib import Path
 
 from ..errors import UsageError
 
-HELP = "render the report of a comparison again from DIR/runs.sqlite"
+HELP = "render the report of a comparison again from DIR/runs.sqlite or from a storage URL"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", help="a folder written by `descentlab compare`")
+    p.add_argument("dir", metavar="DIR|URL", help="a folder written by `descentlab compare`, or the SQLAlchemy URL "
+                   "given to its --storage")
+    p.add_argument("--study", help="with a URL: the comparison's --name (default: the only one there)")
+    p.add_argument("--out", help="with a URL: where to write report.html and the plots (default report-<study>)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..report.html import render
 
+    if "://" in args.dir:
+        from ..engine.storage import check_url
+
+        check_url(args.dir)
+        out = Path(args.out or f"report-{args.study or 'compare'}")
+        print(f"report: {render(out, storage=args.dir, study=args.study)}")
+        return 0
+    if args.study is not None or args.out is not None:
+        raise UsageError("--study and --out go with a storage URL; a folder's report is written into the folder")
     folder = Path(args.dir)
     if not (folder / "runs.sqlite").is_file():
         raise UsageError(f"{args.dir!r} has no runs.sqlite: expected a folder written by `descentlab compare`")

@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", type=int, default=20,
                    help="the study's total of finished trials (default 20): a rerun finishes the missing ones")
     p.add_argument("--storage", metavar="URL", help="SQLAlchemy URL of the study (default sqlite:///OUT/study.sqlite)")
-    p.add_argument("--jobs", type=int, default=1, help="trials at once, in worker processes on this machine (default 1)")
+    p.add_argument("--jobs", type=int, help="trials at once, in worker processes of one torch thread on this machine "
+                   "(default: one per core)")
     p.add_argument("--out", help="output folder (default tune-<workload>)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampler and of every trial's run (default 0)")
     budget = p.add_mutually_exclusive_group()
@@ -35,6 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..tune.study import tune
 
+    from ..engine.workers import cores
+
     lines = []
 
     def log(line: str) -> None:
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet or line.startswith(("best:", "wrote", "no trial")):
             print(line, flush=True)
 
-    result = tune(args.workload, trials=args.trials, storage=args.storage, jobs=args.jobs, out=args.out,
+    result = tune(args.workload, trials=args.trials, storage=args.storage, jobs=args.jobs if args.jobs is not None else cores(), out=args.out,
                   seed=args.seed, steps=args.steps, epochs=args.epochs, space=args.space, pruner=args.pruner,
                   study_name=args.study_name, data_dir=args.data_dir, threads=args.threads, log=log)
     if result["best_trial"] is None:

@@ -31,6 +31,8 @@ class ComparisonResult:
     rows: list[dict[str, Any]]
     report: Path
     out: Path
+    storage: str = ""
+    name: str = ""
     summary_csv: Path = field(init=False)
     runs_db: Path = field(init=False)
 
@@ -67,6 +69,9 @@ def compare(
     device: str = "auto",
     tensorboard: str | Path | None = None,
     progress: bool = True,
+    jobs: int | None = None,
+    storage: str | None = None,
+    name: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ComparisonResult:
     """Compare ``strategies`` on ``workload`` with equal budgets; write summary.csv,
@@ -81,25 +86,25 @@ def compare(
     its own; length-dependent settings default from the budget. ``tune_lr``
     tunes each strategy's lr first with the same budget: ``"lr-find"`` (the range
     test), ``"sweep"`` (a short grid), or True for the measured default. ``tensorboard``: also write TensorBoard
-    event files there, one subfolder per run. Bad input raises UsageError
-    (ValueError) naming it, before anything is written.
+    event files there, one subfolder per run. ``jobs``: runs at once, each in a worker
+    process with one torch thread (None: one per core when the workload is given by name
+    or reference, else 1); the numbers are those of ``jobs=1``. ``storage``: an SQLAlchemy
+    URL that holds the comparison (named ``name``, default ``compare-<workload>``) and its
+    runs, instead of ``out/runs.sqlite``; workers elsewhere join it with ``descentlab worker``.
+    Called again after an interruption, the same call continues the comparison. Bad input
+    raises UsageError (ValueError) naming it, before anything is written.
     """
     if steps is not None and epochs is not None:
         raise UsageError("give steps or epochs, not both")
-    callbacks = None
-    if tensorboard is not None:
-        from ..train.tensorboard import TensorBoardLogger
-
-        def callbacks(label: str, seed: int):
-            return [TensorBoardLogger(tensorboard, run_name=f"{label}/seed{seed}")]
-
     result = run_comparison(
         workload, strategies, out=out if out is not None else _default_out(workload), seeds=seeds, steps=steps,
         epochs=epochs, target=target, batch_size=batch_size, eval_every=eval_every, tune=tune_lr,
         overwrite=overwrite, data_dir=data_dir, device=device, progress=progress, schedule=schedule,
-        schedule_kwargs=schedule_kwargs, callbacks=callbacks, log=log if log is not None else _quiet,
+        schedule_kwargs=schedule_kwargs, tensorboard=str(tensorboard) if tensorboard is not None else None,
+        jobs=jobs, storage=storage, name=name, log=log if log is not None else _quiet,
     )
-    return ComparisonResult(rows=result["rows"], report=Path(result["report"]), out=Path(result["out"]))
+    return ComparisonResult(rows=result["rows"], report=Path(result["report"]), out=Path(result["out"]),
+                            storage=result["storage"], name=result["name"])
 
 
 def _quiet(message: str) -> None:

@@ -23,8 +23,10 @@ Fairness rules (DeepOBS, AlgoPerf):
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -72,47 +74,6 @@ def time_to_target(rows: Sequence[dict[str, Any]], key: str, target: float | Non
     return None, None
 
 
-class _Progress(Callback):
-    """Per-run bar and an ETA for the whole comparison (a line per run when not a terminal)."""
-
-    def __init__(self, total_runs: int, steps: int, enabled: bool, log: Callable[[str], None]):
-        self.total_runs, self.steps, self.log = total_runs, steps, log
-        self.enabled = enabled and sys.stderr.isatty()
-        self.done_runs, self.started = 0, time.perf_counter()
-        self.bar = None
-
-    def begin(self, label: str, seed: int) -> None:
-        eta = self.eta()
-        head = f"[{self.done_runs + 1}/{self.total_runs}] {label} seed {seed}"
-        if self.enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.steps, desc=f"{head} (ETA all {eta})", leave=False, file=sys.stderr, dynamic_ncols=True)
-        else:
-            self.log(f"{head}: training {self.steps} steps; ETA for the comparison {eta}")
-
-    def eta(self) -> str:
-        if self.done_runs == 0:
-            return "unknown"
-        per_run = (time.perf_counter() - self.started) / self.done_runs
-        left = per_run * (self.total_runs - self.done_runs)
-        return f"{int(left // 60)}m{int(left % 60):02d}s"
-
-    def on_step_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
-        if self.bar is not None and trainer.step % 20 == 0:
-            self.bar.update(20)
-            self.bar.set_postfix(loss=f"{trainer.last_loss:.3g}", refresh=False)
-
-    def end(self, label: str, summary: dict[str, Any]) -> None:
-        self.done_runs += 1
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        best = summary.get("best_metric")
-        what = "diverged" if summary["status"] == "diverged" else f"best {best:.4g}"
-        self.log(f"    {label}: {what} in {summary['wall_seconds']:.1f} s")
-
-
 def _hparams(strategy: Strategy, wl: workloads.Workload, lr: float | None = None) -> dict[str, Any]:
     return {**strategy.hparams, "lr": lr if lr is not None else (strategy.lr if strategy.lr is not None else wl.default_lr(strategy.optimizer))}
 
@@ -132,13 +93,20 @@ def validate(wl, strategies: Sequence[Strategy], steps: int) -> None:
 
 
 def _trainer(wl, strategy: Strategy, seed: int, steps: int, *, batch_size, eval_every: int | None,
-             lr: float | None = None, callbacks: Sequence[Callback] = (), device: str = "auto") -> Trainer:
+             lr: float | None = None, callbacks: Sequence[Callback] = (), device: str = "auto",
+             checkpoint_dir: str | None = None) -> Trainer:
     model, optimizer, scheduler = _build(wl, strategy, seed, steps, lr)
     return Trainer(
         model, optimizer, wl.loss_fn, scheduler=scheduler, seed=seed, batch_size=batch_size, device=device,
         clip={"norm": strategy.clip_norm} if strategy.clip_norm else None, **trainer_options(wl),
         eval_every=eval_every, callbacks=[Diagnostics(every=max(1, steps // 40)), *callbacks],
+        checkpoint_dir=checkpoint_dir, checkpoint_every=max(1, steps // CHECKPOINTS) if checkpoint_dir else None,
+        keep_checkpoints=1, resume=checkpoint_dir is not None,
     )
+
+
+#: checkpoints per run when runs are resumable: an interrupted run loses at most a tenth of its steps
+CHECKPOINTS = 10
 
 
 WARMUP_STEPS = 2
@@ -159,11 +127,13 @@ def warm_up(wl, strategies: Sequence[Strategy], *, steps: int, batch_size, devic
 
 
 def train_one(wl, strategy: Strategy, seed: int, *, steps: int, batch_size, eval_every: int, target: float | None,
-              lr: float | None = None, callbacks: Sequence[Callback] = (), device: str = "auto") -> tuple[dict, list[dict]]:
-    """One run; returns (summary, history rows)."""
+              lr: float | None = None, callbacks: Sequence[Callback] = (), device: str = "auto",
+              checkpoint_dir: str | None = None) -> tuple[dict, list[dict]]:
+    """One run; returns (summary, history rows). With ``checkpoint_dir`` it writes checkpoints
+    there and continues from the newest one it finds (an interrupted run resumes exactly)."""
     key = f"val_{wl.metric}"
     trainer = _trainer(wl, strategy, seed, steps, batch_size=batch_size, eval_every=eval_every, lr=lr,
-                       callbacks=callbacks, device=device)
+                       callbacks=callbacks, device=device, checkpoint_dir=checkpoint_dir)
     optimizer = trainer.optimizer
     status, error = "finished", None
     start = time.perf_counter()
@@ -192,7 +162,8 @@ def train_one(wl, strategy: Strategy, seed: int, *, steps: int, batch_size, eval
     return summary, rows
 
 
-def tune_lr(wl, strategy: Strategy, *, steps: int, batch_size, eval_every: int, store: RunStore, log) -> float:
+def tune_lr(wl, strategy: Strategy, *, steps: int, batch_size, eval_every: int, store: RunStore, log,
+            study: str = "") -> float:
     """The best lr of the sweep default × SWEEP, by best validation metric (seed 0)."""
     base = _hparams(strategy, wl)["lr"]
     best_lr, best_value = base, None
@@ -200,7 +171,7 @@ def tune_lr(wl, strategy: Strategy, *, steps: int, batch_size, eval_every: int, 
         lr = base * factor
         summary, rows = train_one(wl, strategy, 0, steps=steps, batch_size=batch_size, eval_every=eval_every,
                                   target=None, lr=lr)
-        run_id = store.start(f"{strategy.label}/lr{lr:.3g}", {**strategy.to_dict(), "lr": lr, "seed": 0}, group="tune")
+        run_id = store.start(f"{strategy.label}/lr{lr:.3g}", {**strategy.to_dict(), "lr": lr, "seed": 0}, group="tune", study=study)
         store.finish(run_id, rows, summary, status=summary["status"])
         value = summary["best_metric"]
         if value is not None and math.isfinite(value):
@@ -277,26 +248,55 @@ def run_comparison(
     schedule: str | None = None,
     schedule_kwargs: dict[str, Any] | None = None,
     callbacks: Callable[[str, int], Sequence[Callback]] | None = None,
+    jobs: int | None = None,
+    storage: str | None = None,
+    name: str | None = None,
+    tensorboard: str | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the comparison; write summary.csv, runs.sqlite, the plots and report.html to ``out``.
+    """Run the comparison; write summary.csv, the plots and report.html to ``out``, every run
+    into the storage (``out/runs.sqlite`` by default, or the SQLAlchemy URL ``storage``).
 
     ``workload`` is a name or ``file.py:FUNC`` reference, a Workload, or a
     factory; ``strategies`` are Strategy objects, optimizer names or strategy
     dicts (as in the strategies file); ``schedule``/``schedule_kwargs`` apply
     to every strategy that sets no schedule of its own. ``callbacks(label,
-    seed)`` gives extra Trainer callbacks for each timed run (TensorBoard, say).
+    seed)`` gives extra Trainer callbacks for each timed run (``jobs=1`` only).
+    ``jobs``: runs at once, each in a worker process with one torch thread (None:
+    one per core for a workload given by reference, else 1). Run again after an
+    interruption, the same call continues the comparison (``name``: its name in
+    the storage, default ``compare-<workload>``).
     """
+    from ..engine.storage import check_url, heartbeat_interval, open_storage, quiet_optuna
+    from ..engine.workers import cores
+    from . import execute as ex
+
     strategies = coerce(strategies, schedule, schedule_kwargs)
     if not strategies:
         raise UsageError("no strategies to compare: give --optimizers or --strategies")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise UsageError(f"invalid seeds={seeds!r}: expected an integer >= 1")
-    for name, value in (("steps", steps), ("epochs", epochs), ("eval_every", eval_every)):
+    for key, value in (("steps", steps), ("epochs", epochs), ("eval_every", eval_every), ("jobs", jobs)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise UsageError(f"invalid {name}={value!r}: expected an integer >= 1")
+            raise UsageError(f"invalid {key}={value!r}: expected an integer >= 1")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise UsageError(f"invalid comparison name {name!r}: expected a non-empty string")
+    if storage is not None:
+        check_url(storage, jobs or 2)
+    reference = isinstance(workload, str)
+    if reference and ":" in workload:
+        from ..workloads.user import absolute
+
+        workload = absolute(workload)
+    if jobs is None:
+        jobs = cores() if reference and callbacks is None else 1
+    if jobs > 1 and not reference:
+        raise UsageError(f"jobs={jobs} needs the workload by name or as file.py:FUNC (worker processes load it); "
+                         "a Workload object or factory runs with jobs=1")
+    if jobs > 1 and callbacks is not None:
+        raise UsageError(f"callbacks run in this process: give jobs=1, not jobs={jobs}")
     wl = workloads.resolve(workload, seed=0, data_dir=data_dir)
-    builtin = isinstance(workload, str) and workload.strip().lower().replace("_", "-") in workloads.available()
+    builtin = reference and workload.strip().lower().replace("_", "-") in workloads.available()
     if target is None and builtin:
         target = DEFAULT_TARGETS.get(wl.name)
     if target is not None:
@@ -310,60 +310,115 @@ def run_comparison(
     eval_every = eval_every or max(1, steps // 40)
     validate(wl, strategies, steps)
     mode = tune_mode(tune)
+    heartbeat = heartbeat_interval()
 
-    out = Path(out)
-    with hold(out):  # one writer per folder: a second comparison here fails at once
-        if (out / "runs.sqlite").exists():
-            if not overwrite:
-                raise UsageError(f"{str(out)!r} already holds a comparison; pass --overwrite or another --out")
-            for name in ("runs.sqlite", "summary.csv", "report.html"):
-                (out / name).unlink(missing_ok=True)
-            for png in out.glob("*.png"):
-                png.unlink()
-        out.mkdir(parents=True, exist_ok=True)
-        store = RunStore(out / "runs.sqlite")
+    out = Path(out).resolve()
+    url = storage or f"sqlite:///{out / 'runs.sqlite'}"
+    plan = ex.Plan(workload=workload if reference else None, strategies=tuple(strategies), seeds=seeds, steps=steps,
+                   batch_size=batch_size, eval_every=eval_every, target=target, tune=mode, metric=wl.metric,
+                   metric_mode=wl.metric_mode, storage=url, name=name or f"compare-{wl.name}", heartbeat=heartbeat,
+                   data_dir=data_dir, device=device, tensorboard=str(tensorboard) if tensorboard else None,
+                   checkpoints=str(out))
+    with quiet_optuna():
+        if storage is not None:  # reachable, and a comparison of that name is this one: before anything is written
+            study = _existing(plan, open_storage(url, heartbeat), overwrite)
+        with hold(out):  # one command per folder: a second one here fails at once
+            if storage is None:
+                study = _existing_in_folder(plan, out, overwrite, heartbeat)
+            elif study is None and overwrite:
+                _forget(plan, open_storage(url, heartbeat))
+            for stale in ("summary.csv", "report.html"):
+                (out / stale).unlink(missing_ok=True)
+            out.mkdir(parents=True, exist_ok=True)
+            store_db = open_storage(url, heartbeat)
+            RunStore(url)  # the run store's tables, beside Optuna's
+            if study is None:
+                lrs = _tune(plan, wl, strategies, mode, out, log) if mode else {}
+                study, _ = ex.queue.open_queue(store_db, url, plan.name, kind=ex.KIND, settings=plan.settings(),
+                                               runs=ex.run_keys(plan, lrs), direction=wl.metric_mode + "imize")
+            else:  # the same comparison: continue it (every run without a result is queued again)
+                keys = {json.dumps(t.user_attrs.get(ex.queue.RUN), sort_keys=True): t.user_attrs.get(ex.queue.RUN)
+                        for t in study.get_trials(deepcopy=False) if ex.queue.RUN in t.user_attrs}
+                ex.queue.open_queue(store_db, url, plan.name, kind=ex.KIND, settings=plan.settings(),
+                                    runs=sorted(keys.values(), key=lambda k: (k["seed"], k["index"])),
+                                    direction=wl.metric_mode + "imize")
+            n = ex.queue.counts(ex.queue.find(store_db, plan.name))
+            total = len(strategies) * seeds
+            log(f"comparing {len(strategies)} strategies × {seeds} seed(s) on {wl.name}: {steps} steps each, "
+                f"batch {batch_size}" + (f", target {wl.metric} {target:g}" if target is not None else "")
+                + f"; {jobs} at once" + (f"; {n['COMPLETE']} of {total} runs already done" if n["COMPLETE"] else ""))
+            ex.execute(plan, jobs, workload=workload, callbacks=callbacks, bar=progress, log=log)
+            csv_rows = ex.collect(plan)
+            write_csv(out / "summary.csv", csv_rows)
+            from ..report.html import render
 
-        # One-time costs (kernels, first calls) are paid here, before any timed run.
-        warm_up(wl, strategies, steps=steps, batch_size=batch_size, device=device, log=log)
+            report = render(out, storage=url, study=plan.name)
+            return {"out": str(out), "report": str(report), "rows": csv_rows, "storage": url, "name": plan.name}
 
-        lrs: dict[str, float | None] = {s.label: None for s in strategies}
-        if mode == "sweep":
-            log(f"tuning the learning rate of {len(strategies)} strategies ({len(SWEEP)} × {max(1, steps // 5)} steps each)")
-            for s in strategies:
-                lrs[s.label] = tune_lr(wl, s, steps=max(1, steps // 5), batch_size=batch_size,
-                                       eval_every=max(1, eval_every // 5), store=store, log=log)
-        elif mode == "lr-find":
-            log(f"tuning the learning rate of {len(strategies)} strategies (lr-find: 3 sweeps of 100 steps each)")
-            for s in strategies:
-                lrs[s.label] = find_lr(wl, s, steps=steps, batch_size=batch_size, out=out, log=log)
 
-        log(f"comparing {len(strategies)} strategies × {seeds} seed(s) on {wl.name}: {steps} steps each, "
-            f"batch {batch_size}" + (f", target {wl.metric} {target:g}" if target is not None else ""))
-        meter = _Progress(len(strategies) * seeds, steps, progress, log)
-        csv_rows = []
-        for seed in range(seeds):
-            for s in strategies:
-                config = {
-                    **s.to_dict(), "strategy": s.label, "hparams": _hparams(s, wl, lrs[s.label]), "seed": seed,
-                    "workload": wl.name, "workload_ref": workload if isinstance(workload, str) else None,
-                    "metric": wl.metric, "metric_mode": wl.metric_mode, "target": target,
-                    "steps": steps, "batch_size": batch_size, "eval_every": eval_every, "tuned": mode or False,
-                }
-                run_id = store.start(f"{s.label}/seed{seed}", config, group=GROUP)
-                meter.begin(s.label, seed)
-                summary, rows = train_one(wl, s, seed, steps=steps, batch_size=batch_size, eval_every=eval_every,
-                                          target=target, lr=lrs[s.label], device=device,
-                                          callbacks=[meter, *(callbacks(s.label, seed) if callbacks else ())])
-                store.finish(run_id, rows, summary, status=summary["status"])
-                meter.end(s.label, summary)
-                csv_rows.append({
-                    **summary, "strategy": s.label, "seed": seed, "optimizer": s.optimizer, "schedule": s.schedule,
-                    "steps_to_target": summary["steps_to_target"] if summary["steps_to_target"] is not None or target is None else math.inf,
-                    "seconds_to_target": summary["seconds_to_target"] if summary["seconds_to_target"] is not None or target is None else math.inf,
-                })
-        write_csv(out / "summary.csv", csv_rows)
-        from ..report.html import render
+def _existing(plan, store_db, overwrite: bool):
+    """The study of this comparison in the storage, None if there is none (or it is to be replaced);
+    another comparison of that name is a UsageError, before anything is changed."""
+    from ..engine import queue
 
-        report = render(out)
-        return {"out": str(out), "report": str(report), "rows": csv_rows}
+    study = queue.find(store_db, plan.name)
+    if study is None:
+        return None
+    if not overwrite:
+        queue.check_same(study, plan.storage, plan.name, "compare", plan.settings())
+    if overwrite:
+        _forget(plan, store_db)
+        return None
+    return study
 
+
+def _forget(plan, store_db) -> None:
+    """Remove the comparison ``plan.name`` from its storage: its study and its runs."""
+    import optuna
+
+    from ..engine import queue
+
+    if queue.find(store_db, plan.name) is not None:
+        optuna.delete_study(study_name=plan.name, storage=store_db)
+    RunStore(plan.storage).delete(GROUP, plan.name)
+    shutil.rmtree(Path(plan.checkpoints) / "runs", ignore_errors=True)
+
+
+def _existing_in_folder(plan, out: Path, overwrite: bool, heartbeat: int):
+    """:func:`_existing` for the folder's own runs.sqlite (a folder holds one comparison)."""
+    from ..engine.storage import open_storage
+    from ..store.runs import forget
+
+    db = out / "runs.sqlite"
+    if not db.exists():
+        return None
+    if overwrite:
+        forget(plan.storage)
+        for path in (db, *out.glob("*.png")):
+            path.unlink(missing_ok=True)
+        for folder in ("runs", "lr_find"):
+            shutil.rmtree(out / folder, ignore_errors=True)
+        return None
+    store_db = open_storage(plan.storage, heartbeat)
+    study = _existing(plan, store_db, overwrite=False)
+    if study is None and RunStore(db).runs(GROUP):
+        raise UsageError(f"{str(out)!r} already holds a comparison (made before comparisons were resumable, or "
+                         "under another name); pass --overwrite or another --out")
+    return study
+
+
+def _tune(plan, wl, strategies: Sequence[Strategy], mode: str, out: Path, log) -> dict[str, float]:
+    """Each strategy's tuned lr, with the same budget for every one (in this process)."""
+    warm_up(wl, strategies, steps=plan.steps, batch_size=plan.batch_size, device=plan.device, log=log)
+    store = RunStore(plan.storage)
+    lrs: dict[str, float] = {}
+    if mode == "sweep":
+        log(f"tuning the learning rate of {len(strategies)} strategies ({len(SWEEP)} × {max(1, plan.steps // 5)} steps each)")
+        for s in strategies:
+            lrs[s.label] = tune_lr(wl, s, steps=max(1, plan.steps // 5), batch_size=plan.batch_size,
+                                   eval_every=max(1, plan.eval_every // 5), store=store, log=log, study=plan.name)
+    else:
+        log(f"tuning the learning rate of {len(strategies)} strategies (lr-find: 3 sweeps of 100 steps each)")
+        for s in strategies:
+            lrs[s.label] = find_lr(wl, s, steps=plan.steps, batch_size=plan.batch_size, out=out, log=log)
+    return lrs

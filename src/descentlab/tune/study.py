@@ -11,7 +11,8 @@ batch size compare at the same fraction of their budget).
 **Exactly N trials, resumable, none left RUNNING.** ``trials=N`` is the study's
 total of finished (COMPLETE or PRUNED) trials, not a number of new ones as in
 ``study.optimize`` (Optuna issue #2638). Workers ask for trials with ask/tell,
-each ask under an exclusive ``flock`` on ``DIR/.tune-ask.lock``, after counting:
+each ask under a lock over the whole storage (:func:`descentlab.engine.mutex.storage_lock`:
+a file lock beside an SQLite file, an advisory lock on PostgreSQL), after counting:
 
 * finished ≥ N: stop; finished + running ≥ N: wait (another worker's trial may
   still fail and need a rerun); else ``study.ask()``, which first takes a WAITING
@@ -47,48 +48,42 @@ reproducible in one process, and parallel workers do not draw the same startup
 points.
 
 Storage: ``DIR/study.sqlite`` by default; any SQLAlchemy URL (``postgresql://...``)
-through Optuna's RDBStorage. The ask lock is per machine: several machines on one
-database is future work.
+through Optuna's RDBStorage (:mod:`descentlab.engine`). Workers on other machines join
+with ``descentlab worker --storage URL --study NAME`` (:func:`join`): the study holds
+the settings they need.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
-import re
 import shutil
-import signal
-import sys
-import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..engine.liveness import OWNER, Heartbeat, fail_dead, owner
+from ..engine.mutex import storage_lock
+from ..engine.storage import GRACE_FACTOR, HEARTBEAT_ENV, HEARTBEAT_INTERVAL, MAX_RETRY, check_url  # noqa: F401
+from ..engine.storage import heartbeat_interval, mask, open_storage, quiet_optuna  # noqa: F401
+from ..engine.workers import WorkerError, run_workers as _run_workers
 from ..errors import UsageError
 from ..train.callbacks import Callback
 from . import space as spaces
-from .liveness import OWNER, Heartbeat, fail_dead, owner
 
-HEARTBEAT_ENV = "DESCENTLAB_TUNE_HEARTBEAT"
-HEARTBEAT_INTERVAL = 5  # seconds
-GRACE_FACTOR = 3
-#: a killed trial is run again up to this many times (a strategy that kills its process, say by
-#: running out of memory, then gives way to a new trial instead of stalling the study)
-MAX_RETRY = 3
 PRUNERS = ("hyperband", "halving", "median", "none")
 DEFAULT_PRUNER = "none"  # measured on mnist1d-cnn at the recipe budget: docs/tune.md, "Which pruner"
-ASK_LOCK = ".tune-ask.lock"
 STUDY_FILE = ".tune-study.json"  # which study this folder holds
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+KIND = "tune"  # the study's user attribute "descentlab:kind": what `descentlab worker` joins
+KIND_ATTR, INPUTS_ATTR = "descentlab:kind", "descentlab:inputs"
 
 
-class TrialError(RuntimeError):
+class TrialError(WorkerError):
     """A trial raised an error that is not the user's input (exit 1)."""
 
 
@@ -120,64 +115,6 @@ class Settings:
         return json.loads(json.dumps({"workload": self.workload, "metric": self.metric, "direction": self.direction,
                                       "steps": self.steps, "epochs": self.epochs, "seed": self.seed,
                                       "space": self.space.to_dict()}))
-
-
-def heartbeat_interval() -> int:
-    text = os.environ.get(HEARTBEAT_ENV)
-    if text is None:
-        return HEARTBEAT_INTERVAL
-    if not text.strip().isdigit() or int(text) < 1:
-        raise UsageError(f"invalid {HEARTBEAT_ENV}={text!r}: expected an integer number of seconds >= 1")
-    return int(text)
-
-
-@contextlib.contextmanager
-def quiet_optuna() -> Iterator[None]:
-    """Optuna without its INFO log lines and the warnings of the pieces used on purpose here
-    (heartbeats, stale-trial retries and ask/tell with heartbeats are marked experimental)."""
-    import optuna
-
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        try:
-            yield
-        finally:
-            optuna.logging.set_verbosity(level)
-
-
-def mask(url: str) -> str:
-    """``url`` with any password hidden."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - malformed: mask by pattern
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
-
-
-def open_storage(url: str, heartbeat: int):
-    """Optuna's RDBStorage for ``url`` with heartbeats and retries of stale trials."""
-    import optuna
-
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    for attempt in range(5):
-        try:
-            with quiet_optuna():
-                return optuna.storages.RDBStorage(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-                    grace_period=GRACE_FACTOR * heartbeat,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(MAX_RETRY),
-                )
-        except Exception as exc:  # noqa: BLE001 - a bad or unreachable URL is the user's input
-            if "already exists" in str(exc) and attempt < 4:  # another process created the tables meanwhile
-                time.sleep(0.1)
-                continue
-            reason = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-            raise UsageError(f"cannot open storage URL {mask(url)!r}: {reason}") from None
-    raise AssertionError("unreachable")
 
 
 def make_pruner(name: str, max_resource: int | None):
@@ -226,23 +163,13 @@ def counts(trials: Any) -> dict[str, int]:
     return out
 
 
-@contextlib.contextmanager
-def _ask_lock(out: str) -> Iterator[None]:
-    fd = os.open(Path(out) / ASK_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock, as does the process's death
-
-
 def _next_trial(study: Any, storage: Any, s: Settings) -> Any | None:
     """The next trial to run (a retry first), or None once the study has ``s.trials`` finished."""
     import optuna
 
     study_id = storage.get_study_id_from_name(study.study_name)
     while True:
-        with _ask_lock(s.out):
+        with storage_lock(s.storage, f"tune-ask:{s.study_name}"):
             fail_dead(study, storage, GRACE_FACTOR * s.heartbeat)
             n = counts(study.get_trials(deepcopy=False))
             done = n["COMPLETE"] + n["PRUNED"]
@@ -340,81 +267,16 @@ def work(s: Settings, log: Callable[[str], None], storage: Any = None) -> None:
 # -- worker processes ---------------------------------------------------------------------
 
 
-#: what the fork server imports once, so that the workers forked from it start at once
-PRELOAD = ["descentlab.experiment.run", "descentlab.tune.study", "optuna", "torch._dynamo"]
-
-
-def _die_with(tune: Any) -> None:
-    """Be killed the moment the ``tune`` process dies, however it dies: ``tune`` holds the only
-    writing end of this pipe and never writes, so reading it ends (EOF) exactly then. (The
-    kernel's PR_SET_PDEATHSIG would watch the fork server, the workers' parent, instead.)"""
-    def watch() -> None:
-        with contextlib.suppress(EOFError, OSError):
-            tune.recv()
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="descentlab-watch-tune", daemon=True).start()
-
-
-def _worker_entry(s: Settings, conn: Any, tune: Any) -> None:
-    import torch
-
-    _die_with(tune)
-    threads = s.threads or 1  # N workers with all cores' threads each would oversubscribe the CPU
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    torch.set_num_threads(threads)
-    try:
-        work(s, lambda line: conn.send(("log", line)))
-    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
-        conn.send(("error", f"{exc}" if isinstance(exc, (UsageError, TrialError)) else f"{type(exc).__name__}: {exc}"))
-        conn.close()
-        sys.exit(1)
-    conn.close()
+def _worker(s: Settings, send: Callable[[str, str], None]) -> None:
+    work(s, lambda line: send("log", line))
 
 
 def run_workers(s: Settings, jobs: int, log: Callable[[str], None]) -> None:
-    """``jobs`` worker processes on this machine, forked from multiprocessing's fork server (a
-    clean single-threaded process, started once, that has imported torch, optuna and descentlab:
-    no connection or thread of this process is copied); returns when all have ended."""
-    import multiprocessing as mp
-    from multiprocessing.connection import wait
-
-    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
-    if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(PRELOAD)
-    procs, waiting, errors, lifelines = [], {}, [], []
+    """``jobs`` worker processes on this machine (:func:`descentlab.engine.workers.run_workers`)."""
     try:
-        for i in range(jobs):
-            receive, send = ctx.Pipe(duplex=False)
-            watch, lifeline = ctx.Pipe(duplex=False)  # this process keeps the writing end: its death is EOF there
-            proc = ctx.Process(target=_worker_entry, args=(s, send, watch), name=f"descentlab-tune-{i}", daemon=True)
-            proc.start()
-            send.close()
-            watch.close()
-            lifelines.append(lifeline)
-            procs.append(proc)
-            waiting[receive] = i
-        while waiting:
-            for conn in wait(list(waiting)):
-                try:
-                    kind, text = conn.recv()
-                except (EOFError, OSError):
-                    del waiting[conn]
-                    continue
-                (log if kind == "log" else errors.append)(text)
-        for i, proc in enumerate(procs):
-            proc.join()
-            if proc.exitcode and not errors:
-                errors.append(f"tune worker {i} exited with status {proc.exitcode}")
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        for lifeline in lifelines:
-            lifeline.close()
-    if errors:
-        raise TrialError(errors[0])
+        _run_workers(_worker, s, jobs, threads=s.threads or 1, log=log, name="descentlab-tune")
+    except WorkerError as exc:
+        raise TrialError(str(exc)) from None
 
 
 # -- the study: settings, outputs, the Python API ---------------------------------------------
@@ -448,11 +310,8 @@ def prepare(workload: Any, *, trials: int, storage: str | None, jobs: int, out: 
         raise UsageError(f"invalid study name {study_name!r}: expected a non-empty string")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UsageError(f"invalid data_dir={data_dir!r}: no such directory")
-    if storage is not None and (not isinstance(storage, str) or "://" not in storage):
-        raise UsageError(f"invalid storage URL {storage!r}: expected an SQLAlchemy URL such as "
-                         "sqlite:///path/study.sqlite or postgresql://user@host/db")
-    if storage is not None and jobs > 1 and re.fullmatch(r"sqlite:/*(:memory:)?", storage):
-        raise UsageError(f"storage URL {storage!r} is in memory: worker processes cannot share it")
+    if storage is not None:
+        check_url(storage, jobs)
     heartbeat = heartbeat_interval()
     if not isinstance(workload, str) or not workload:
         raise UsageError(f"invalid workload={workload!r}: expected a name or path/to/file.py:FUNC")
@@ -561,6 +420,9 @@ def tune(workload: Any, *, trials: int = 20, storage: str | None = None, jobs: i
                                         load_if_exists=True)
             if "descentlab" not in study.user_attrs:
                 study.set_user_attr("descentlab", s.record())
+                study.set_user_attr(KIND_ATTR, KIND)
+                study.set_user_attr(INPUTS_ATTR, _inputs(workload=s.workload, trials=trials, seed=seed, steps=steps,
+                                                         epochs=epochs, space=space, pruner=pruner))
             n = counts(study.get_trials(deepcopy=False))
             done = n["COMPLETE"] + n["PRUNED"]
             left = max(0, s.trials - done)
@@ -580,3 +442,41 @@ def tune(workload: Any, *, trials: int = 20, storage: str | None = None, jobs: i
             f"{_params_text(best['config'])}")
         log(f"wrote {s.out}/best.yaml, tune.json, report.html")
     return result
+
+
+def _inputs(*, workload: str, trials: int, seed: int, steps: int | None, epochs: int | None, space: Any,
+            pruner: str) -> dict[str, Any]:
+    """What a worker on another machine needs to run this study's trials (the search space as data)."""
+    if space is not None and not isinstance(space, dict):
+        from ..experiment.config import load_yaml_data
+
+        space = load_yaml_data(space) or {}
+    return json.loads(json.dumps({"workload": workload, "trials": trials, "seed": seed, "steps": steps,
+                                  "epochs": epochs, "space": space, "pruner": pruner}))
+
+
+def join(url: str, study_name: str, *, out: str | os.PathLike, jobs: int = 1, data_dir: str | None = None,
+         threads: int | None = None, log: Callable[[str], None] = print) -> int:
+    """Run trials of the study ``study_name`` in ``url`` (``descentlab worker``) until it holds its
+    total; each trial's files go to ``out/trials/NNNN``. Returns the number of trials this ran."""
+    with quiet_optuna():
+        store = open_storage(url, heartbeat_interval())
+        import optuna
+
+        study = optuna.load_study(study_name=study_name, storage=store)
+        inputs = study.user_attrs.get(INPUTS_ATTR)
+        if inputs is None:
+            raise UsageError(f"study {study_name!r} in {mask(url)!r} was made by an earlier descentlab tune: "
+                             "it cannot be joined")
+        s = prepare(inputs["workload"], trials=inputs["trials"], storage=url, jobs=jobs, out=out, seed=inputs["seed"],
+                    steps=inputs["steps"], epochs=inputs["epochs"], space=inputs["space"], pruner=inputs["pruner"],
+                    study_name=study_name, data_dir=data_dir, threads=threads)
+        Path(s.out).mkdir(parents=True, exist_ok=True)
+        before = counts(study.get_trials(deepcopy=False))
+        log(f"joined study {study_name} in {mask(url)}: {before['COMPLETE'] + before['PRUNED']} of {s.trials} "
+            f"trials finished; running trials with {jobs} worker(s)")
+        if jobs == 1:
+            work(s, log, store)
+        else:
+            run_workers(s, jobs, log)
+    return 0

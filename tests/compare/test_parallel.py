@@ -1,0 +1,163 @@
+"""`compare` on the execution engine: --jobs N gives the numbers of --jobs 1; a comparison
+SIGKILLed half-way (or one of its two workers) and run again gives the metric columns of an
+uninterrupted one; `descentlab worker` joins a tune study; bad storage input is exit 2."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from descentlab.cli import main
+
+# 4 runs of ~2 s each on one core: long enough to be killed in the middle of one
+ARGS = ["compare", "--workload", "digits-mlp", "--optimizers", "momentum,adam", "--seeds", "2", "--steps", "3000",
+        "--eval-every", "150", "--target", "0.95", "--quiet"]
+METRICS = ("strategy", "seed", "final_metric", "best_metric", "steps_to_target", "test_final_metric", "status")
+
+
+def metric_columns(folder: Path) -> list[dict[str, str]]:
+    with open(folder / "summary.csv") as f:
+        return [{k: row[k] for k in METRICS} for row in csv.DictReader(f)]
+
+
+def cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "descentlab", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def trials(db: Path) -> list[tuple[str, dict | None]]:
+    """(state, owner) of every trial, read with sqlite3 (an Optuna storage would create tables)."""
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            rows = con.execute("SELECT t.state, a.value_json FROM trials t LEFT JOIN trial_system_attributes a "
+                               "ON a.trial_id = t.trial_id AND a.key = 'descentlab:owner'").fetchall()
+    except sqlite3.OperationalError:  # the tables are not made yet
+        return []
+    return [(state, json.loads(owner) if owner else None) for state, owner in rows]
+
+
+def wait_for_half_and_a_checkpoint(proc: subprocess.Popen, out: Path, timeout: float = 240) -> list[dict]:
+    """Once half the runs are done and a running one has written a checkpoint: the owners of the
+    running trials."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        states = trials(out / "runs.sqlite")
+        done = sum(s == "COMPLETE" for s, _ in states)
+        if done >= 2 and list(out.glob("runs/*/checkpoints/step-*.pt")):
+            running = [o for s, o in states if s == "RUNNING" and o]
+            if running:
+                return running
+        time.sleep(0.05)
+    raise AssertionError("the comparison did not get half-way")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> list[dict[str, str]]:
+    """The uninterrupted comparison, in this process's worker (--jobs 1)."""
+    out = tmp_path_factory.mktemp("reference")
+    assert main([*ARGS, "--jobs", "1", "--out", str(out)]) == 0
+    return metric_columns(out)
+
+
+def test_jobs_2_gives_the_metric_columns_of_jobs_1(reference, tmp_path):
+    assert main([*ARGS, "--jobs", "2", "--out", str(tmp_path)]) == 0
+    assert metric_columns(tmp_path) == reference
+    assert len(reference) == 4 and reference[0]["final_metric"] != reference[2]["final_metric"]
+    assert not list(tmp_path.glob("runs/*")), "a finished run's checkpoints are removed"
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_sigkill_half_way_then_the_same_command_gives_the_same_metric_columns(jobs, reference, tmp_path):
+    argv = [*ARGS, "--jobs", jobs, "--out", str(tmp_path)]
+    proc = cli(*argv)
+    wait_for_half_and_a_checkpoint(proc, tmp_path)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)  # the workers see their parent's death and end themselves
+    again = subprocess.run([sys.executable, "-m", "descentlab", *argv[:-2], "--out", str(tmp_path)],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "runs already done" in again.stderr and "continuing from its checkpoint" in again.stderr, again.stderr
+    assert metric_columns(tmp_path) == reference
+    assert sum(s == "COMPLETE" for s, _ in trials(tmp_path / "runs.sqlite")) == 4
+
+
+def test_a_killed_worker_s_run_is_finished_by_the_other(reference, tmp_path):
+    proc = cli(*ARGS, "--jobs", "2", "--out", str(tmp_path))
+    victim = wait_for_half_and_a_checkpoint(proc, tmp_path)[0]
+    assert victim["pid"] != proc.pid
+    os.kill(victim["pid"], signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "died (signal 9)" in stderr and "continuing from its checkpoint" in stderr, stderr
+    assert metric_columns(tmp_path) == reference
+    states = [s for s, _ in trials(tmp_path / "runs.sqlite")]
+    assert states.count("COMPLETE") == 4 and states.count("FAIL") == 1  # the dead attempt, run again
+    with sqlite3.connect(tmp_path / "runs.sqlite") as con:  # each run recorded once
+        assert con.execute("SELECT COUNT(*), COUNT(DISTINCT name) FROM runs WHERE group_name = 'compare'").fetchone() == (4, 4)
+
+
+def test_a_worker_joins_a_tune_study_and_the_study_ends_with_exactly_n(tmp_path):
+    out = tmp_path / "tune"
+    url = f"sqlite:///{out / 'study.sqlite'}"
+    tune = cli("tune", "--workload", "linreg", "--steps", "300", "--trials", "6", "--jobs", "1", "--out", str(out))
+    deadline = time.time() + 120
+    while not trials(out / "study.sqlite"):
+        assert tune.poll() is None and time.time() < deadline, tune.stderr.read() if tune.poll() is not None else ""
+        time.sleep(0.05)
+    worker = subprocess.run([sys.executable, "-m", "descentlab", "worker", "--storage", url, "--jobs", "1",
+                             "--out", str(tmp_path / "elsewhere")], capture_output=True, text=True, timeout=300)
+    assert worker.returncode == 0, worker.stderr
+    assert tune.wait(timeout=300) == 0, tune.stderr.read()
+    states = trials(out / "study.sqlite")
+    assert [s for s, _ in states].count("COMPLETE") == 6 and len(states) == 6
+    pids = {o["pid"] for _, o in states}
+    assert len(pids) == 2, "both the tune command and the worker ran trials"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--jobs", "0"], "invalid jobs=0"),
+    (["--storage", "runs.db"], "invalid storage URL 'runs.db'"),
+    (["--storage", "nosuch://x"], "cannot open storage URL 'nosuch://x'"),
+    (["--storage", "postgresql://u:secret@127.0.0.1:1/db"], "cannot open storage URL 'postgresql://u:***@127.0.0.1:1/db'"),
+])
+def test_bad_storage_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert main([*ARGS[:3], "--optimizers", "adam", "--steps", "10", *argv, "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "secret" not in err
+    assert os.listdir(tmp_path) == [], "nothing may be written"
+
+
+def test_joining_a_missing_study_or_reusing_a_name_with_other_settings_is_exit_2(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
+    assert main(["worker", "--storage", url]) == 2
+    assert "holds no descentlab comparison or tune study" in capsys.readouterr().err
+    small = ["compare", "--workload", "digits-mlp", "--optimizers", "adam", "--steps", "30", "--quiet", "--jobs", "1",
+             "--storage", url]
+    assert main([*small, "--out", str(tmp_path / "a")]) == 0
+    before = (tmp_path / "shared.sqlite").read_bytes()
+    assert main(["worker", "--storage", url, "--study", "nosuch"]) == 2
+    assert "no comparison or tune study 'nosuch'" in capsys.readouterr().err
+    assert main([*small[:-4], "--steps", "40", "--jobs", "1", "--storage", url, "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "was started with steps 30, not 40" in err and err.count("\n") == 1, err
+    assert (tmp_path / "shared.sqlite").read_bytes() == before, "nothing in the storage changed"
+    assert not (tmp_path / "b").exists()
+    # the comparison renders from its URL alone
+    assert main(["report", url, "--out", str(tmp_path / "r")]) == 0
+    assert "adam" in (tmp_path / "r" / "report.html").read_text()
