@@ -33,7 +33,7 @@ def test_train_writes_the_metrics_csv_values(tmp_path):
 
 def test_compare_writes_one_run_folder_per_strategy_and_seed(tmp_path):
     tb = tmp_path / "tb"
-    assert main(["compare", "--workload", "linreg", "--optimizers", "sgd,adam", "--seeds", "2", "--steps", "30",
+    assert main(["compare", "--jobs", "1", "--workload", "linreg", "--optimizers", "sgd,adam", "--seeds", "2", "--steps", "30",
                  "--out", str(tmp_path / "cmp"), "--tensorboard", str(tb), "--quiet"]) == 0
     runs = sorted(str(p.relative_to(tb)) for p in tb.glob("*/*") if p.is_dir())
     assert runs == ["adam/seed0", "adam/seed1", "sgd/seed0", "sgd/seed1"]

@@ -66,7 +66,7 @@ def test_trains_and_resumes_exactly_after_sigkill(form, problem, tmp_path):
 @pytest.mark.parametrize("form", FORMS)
 def test_compares_through_the_cli(form, problem, tmp_path, capsys):
     out = tmp_path / "cmp"
-    code = main(["compare", "--workload", f"{problem}:{form}", "--optimizers", "sgd,adam", "--steps", "120",
+    code = main(["compare", "--jobs", "1", "--workload", f"{problem}:{form}", "--optimizers", "sgd,adam", "--steps", "120",
                  "--seeds", "2", "--out", str(out), "--quiet"])
     assert code == 0, capsys.readouterr().err
     rows = list(csv.DictReader((out / "summary.csv").open()))

@@ -10,7 +10,7 @@ from descentlab.cli import main
 from descentlab.compare import from_file, from_names, time_to_target
 from descentlab.errors import UsageError
 
-FAST = ["--workload", "digits-mlp", "--steps", "40", "--eval-every", "10", "--quiet"]
+FAST = ["--workload", "digits-mlp", "--steps", "40", "--eval-every", "10", "--quiet", "--jobs", "1"]
 METRIC_COLUMNS = ("strategy", "seed", "final_metric", "best_metric", "steps_to_target", "status")
 
 
@@ -88,7 +88,8 @@ def test_an_existing_comparison_is_not_overwritten_by_accident(tmp_path, capsys)
     out = tmp_path / "cmp"
     assert main(["compare", *FAST, "--optimizers", "sgd", "--out", str(out)]) == 0
     assert main(["compare", *FAST, "--optimizers", "adam", "--out", str(out)]) == 2
-    assert "already holds a comparison" in capsys.readouterr().err
+    assert "was started with strategies sgd, not adam" in capsys.readouterr().err
+    assert [r["strategy"] for r in read_csv(out / "summary.csv")] == ["sgd"], "nothing overwritten"
     assert main(["compare", *FAST, "--optimizers", "adam", "--out", str(out), "--overwrite"]) == 0
     assert [r["strategy"] for r in read_csv(out / "summary.csv")] == ["adam"]
 

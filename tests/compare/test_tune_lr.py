@@ -19,7 +19,7 @@ def _rows(out):
 
 def test_lr_find_mode_trains_each_strategy_at_its_suggestion(tmp_path):
     out = tmp_path / "cmp"
-    assert main(["compare", "--workload", "linreg", "--optimizers", "sgd,adam", "--steps", "40", "--tune-lr",
+    assert main(["compare", "--jobs", "1", "--workload", "linreg", "--optimizers", "sgd,adam", "--steps", "40", "--tune-lr",
                  "--out", str(out), "--quiet"]) == 0
     rows = _rows(out)
     for label in ("sgd", "adam"):
@@ -34,7 +34,7 @@ def test_lr_find_mode_trains_each_strategy_at_its_suggestion(tmp_path):
 
 def test_sweep_mode_keeps_the_best_of_five_short_runs(tmp_path):
     out = tmp_path / "cmp"
-    assert main(["compare", "--workload", "linreg", "--optimizers", "adam", "--steps", "50", "--tune-lr", "sweep",
+    assert main(["compare", "--jobs", "1", "--workload", "linreg", "--optimizers", "adam", "--steps", "50", "--tune-lr", "sweep",
                  "--out", str(out), "--quiet"]) == 0
     tune_runs = RunStore(out / "runs.sqlite").runs("tune")
     assert len(tune_runs) == 5

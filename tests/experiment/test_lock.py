@@ -41,7 +41,7 @@ def _snapshot(folder: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize("command", [
     ["train", "--workload", "linreg", "--steps", "20000", "--checkpoint-every", "1000", "--quiet"],
-    ["compare", "--workload", "linreg", "--optimizers", "sgd,adam,adamw,lion", "--steps", "3000", "--quiet"],
+    ["compare", "--jobs", "1", "--workload", "linreg", "--optimizers", "sgd,adam,adamw,lion", "--steps", "3000", "--quiet"],
 ])
 def test_a_second_process_on_a_held_folder_exits_2_and_changes_nothing(command, tmp_path):
     out = tmp_path / "run"

@@ -47,12 +47,12 @@ def test_train_fills_warmup_cosine_from_the_budget():
 
 def test_compare_takes_a_schedule_with_sched_settings(tmp_path, capsys):
     out = tmp_path / "cmp"
-    assert main(["compare", "--workload", "linreg", "--optimizers", "sgd,adam", "--schedule", "warmup_cosine",
+    assert main(["compare", "--jobs", "1", "--workload", "linreg", "--optimizers", "sgd,adam", "--schedule", "warmup_cosine",
                  "--steps", "60", "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert {r["schedule"] for r in rows} == {"warmup_cosine"}
     out2 = tmp_path / "cmp2"
-    assert main(["compare", "--workload", "linreg", "--optimizers", "sgd", "--schedule", "wsd",
+    assert main(["compare", "--jobs", "1", "--workload", "linreg", "--optimizers", "sgd", "--schedule", "wsd",
                  "--sched", "decay_steps=10", "--steps", "60", "--out", str(out2), "--quiet"]) == 0
     from descentlab.store import RunStore
 

@@ -23,7 +23,7 @@ from descentlab.tune.study import tune
 from tests.processes import cli
 
 STUDY = "descentlab-tune-linreg"
-FAST = ["--workload", "linreg", "--steps", "30"]
+FAST = ["--workload", "linreg", "--steps", "30", "--jobs", "1"]
 
 
 def trials_of(out: Path) -> list[optuna.trial.FrozenTrial]:
