@@ -274,7 +274,7 @@ def execute(plan: Plan, jobs: int, *, workload: Any = None, callbacks=None, bar:
         return
     for _ in range(3):  # workers that died left runs in the queue: start new ones for them
         if not run_workers(_work_in_worker, plan, jobs, threads=1, log=log, name="descentlab-compare",
-                           on_message=progress, deaths_fatal=False):
+                           on_message=progress, deaths_fatal=False, fork=True):
             return
         n = queue.counts(queue.find(storage, plan.name))
         if not n["WAITING"] and not n["RUNNING"]:

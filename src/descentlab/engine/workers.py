@@ -74,15 +74,21 @@ def _entry(entry: Callable[[Any, Callable[[str, str], None]], None], payload: An
 def run_workers(entry: Callable[[Any, Callable[[str, str], None]], None], payload: Any, jobs: int, *,
                 threads: int = 1, log: Callable[[str], None] = print, name: str = "descentlab-worker",
                 on_message: Callable[[str, str], None] | None = None, preload: Sequence[str] = PRELOAD,
-                deaths_fatal: bool = True) -> int:
+                deaths_fatal: bool = True, fork: bool = False) -> int:
     """Run ``entry(payload, send)`` in ``jobs`` worker processes; return when all have ended.
     ``on_message(kind, text)``, when given, sees every message (also the log lines) first.
     A worker that dies without a word (SIGKILL, out of memory) is a WorkerError with
-    ``deaths_fatal``, else a logged line; returns the number of such deaths."""
+    ``deaths_fatal``, else a logged line; returns the number of such deaths.
+
+    ``fork=True`` forks the workers from this process instead (milliseconds instead of
+    the seconds a fork server takes to import torch; the workload is already loaded):
+    for callers whose workers open their own database connections and touch none of
+    the parent's (the copies stay referenced and unused until ``os._exit``)."""
     import multiprocessing as mp
     from multiprocessing.connection import wait
 
-    ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn")
+    methods = mp.get_all_start_methods()
+    ctx = mp.get_context("fork" if fork and "fork" in methods else "forkserver" if "forkserver" in methods else "spawn")
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(list(preload))
     procs, waiting, errors, lifelines = [], {}, [], []
