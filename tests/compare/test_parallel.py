@@ -48,14 +48,15 @@ def trials(db: Path) -> list[tuple[str, dict | None]]:
 
 
 def wait_for_half_and_a_checkpoint(proc: subprocess.Popen, out: Path, timeout: float = 240) -> list[dict]:
-    """Once half the runs are done and a running one has written a checkpoint: the owners of the
-    running trials."""
+    """Once half the runs are done and a running one has written a checkpoint in its first half:
+    the owners of the running trials."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, proc.stderr.read()
         states = trials(out / "runs.sqlite")
         done = sum(s == "COMPLETE" for s, _ in states)
-        if done >= 2 and list(out.glob("runs/*/checkpoints/step-*.pt")):
+        early = [c for c in out.glob("runs/*/checkpoints/step-*.pt") if int(c.stem.split("-")[1]) <= 1500]
+        if done >= 2 and early:  # a run with half its 3000 steps or more still to go
             running = [o for s, o in states if s == "RUNNING" and o]
             if running:
                 return running

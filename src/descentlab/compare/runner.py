@@ -357,18 +357,16 @@ def run_comparison(
 
 
 def _existing(plan, store_db, overwrite: bool):
-    """The study of this comparison in the storage, None if there is none (or it is to be replaced);
+    """The study of this comparison in the storage, None if there is none (or, with ``overwrite``, it is to be replaced);
     another comparison of that name is a UsageError, before anything is changed."""
     from ..engine import queue
 
     study = queue.find(store_db, plan.name)
     if study is None:
         return None
-    if not overwrite:
-        queue.check_same(study, plan.storage, plan.name, "compare", plan.settings())
-    if overwrite:
-        _forget(plan, store_db)
+    if overwrite:  # replaced once this command holds the folder (run_comparison)
         return None
+    queue.check_same(study, plan.storage, plan.name, "compare", plan.settings())
     return study
 
 

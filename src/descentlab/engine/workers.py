@@ -54,9 +54,11 @@ def _die_with(parent: Any) -> None:
 
 
 def _entry(entry: Callable[[Any, Callable[[str, str], None]], None], payload: Any, threads: int, conn: Any,
-           parent: Any) -> None:
+           parent: Any, inherited: Sequence[Any] = ()) -> None:
     import torch
 
+    for lifeline in inherited:  # forked: the parent's writing ends, which must be the parent's alone
+        lifeline.close()
     _die_with(parent)
     os.environ["OMP_NUM_THREADS"] = str(threads)  # N workers with all cores' threads each would oversubscribe
     torch.set_num_threads(threads)
@@ -96,8 +98,9 @@ def run_workers(entry: Callable[[Any, Callable[[str, str], None]], None], payloa
         for i in range(jobs):
             receive, send = ctx.Pipe(duplex=False)
             watch, lifeline = ctx.Pipe(duplex=False)  # this process keeps the writing end: its death is EOF there
-            proc = ctx.Process(target=_entry, args=(entry, payload, threads, send, watch), name=f"{name}-{i}",
-                               daemon=True)
+            inherited = [lifeline, *lifelines] if ctx.get_start_method() == "fork" else []
+            proc = ctx.Process(target=_entry, args=(entry, payload, threads, send, watch, inherited),
+                               name=f"{name}-{i}", daemon=True)
             proc.start()
             send.close()
             watch.close()
