@@ -206,7 +206,10 @@ class Progress:
         left = max(0, self.total - len(done) - len(running))
         durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
                      if t.state.name == "COMPLETE" and t.datetime_complete and t.datetime_start]
-        workers = max(1, len({json.dumps(t.system_attrs.get(queue.OWNER), sort_keys=True) for t in running}))
+        # the most workers seen at once: between two runs a worker holds none for a moment
+        self.workers = max(getattr(self, "workers", 1),
+                           len({json.dumps(t.system_attrs.get(queue.OWNER), sort_keys=True) for t in running}))
+        workers = self.workers
         if durations:
             per_run = sum(durations) / len(durations)
             now = datetime.datetime.now()

@@ -22,6 +22,7 @@ Fairness rules (DeepOBS, AlgoPerf):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -349,6 +350,8 @@ def run_comparison(
                 + f"; {jobs} at once" + (f"; {n['COMPLETE']} of {total} runs already done" if n["COMPLETE"] else ""))
             ex.execute(plan, jobs, workload=workload, callbacks=callbacks, bar=progress, log=log)
             csv_rows = ex.collect(plan)
+            with contextlib.suppress(OSError):  # every run's checkpoints are gone: their folder too, if empty
+                (out / "runs").rmdir()
             write_csv(out / "summary.csv", csv_rows)
             from ..report.html import render
 
