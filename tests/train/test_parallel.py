@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import multiprocessing
-import os
 import shutil
 import time
 from pathlib import Path
@@ -16,7 +14,6 @@ import torch
 
 from descentlab.cli import main
 from descentlab.train import checkpoint as ckpt
-from descentlab.experiment.launch import ParallelError, launch
 
 ARGS = ["train", "--workload", "linreg", "--steps", "40", "--quiet"]
 # An odd global batch of linreg's 720 training rows: the ranks get 360 and 359
@@ -123,25 +120,6 @@ def test_bad_nproc_is_a_usage_error(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not out.exists()
-
-
-# -- the supervisor, with workers that die or hang (module-level: spawn imports them) --
-
-
-def _rank_1_dies_rank_2_hangs(rank: int, world: int) -> None:
-    if rank == 1:
-        os._exit(3)
-    if rank == 2:
-        time.sleep(600)
-    torch.distributed.barrier()  # waits for rank 1, which is gone
-
-
-def test_a_dead_worker_is_reported_and_a_hung_one_stopped():
-    start = time.perf_counter()
-    with pytest.raises(ParallelError, match="rank 1 of 3 died: it exited with status 3"):
-        launch(_rank_1_dies_rank_2_hangs, 3, timeout=20, grace=1)
-    assert time.perf_counter() - start < 60
-    assert not multiprocessing.active_children()
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2,

@@ -81,7 +81,8 @@ def _hparams(strategy: Strategy, wl: workloads.Workload, lr: float | None = None
 
 def _build(wl, strategy: Strategy, seed: int, steps: int, lr: float | None = None):
     return build(wl, strategy.optimizer, _hparams(strategy, wl, lr), strategy.schedule, strategy.schedule_kwargs,
-                 seed=seed, total_steps=steps, groups=strategy.groups)
+                 seed=seed, total_steps=steps, groups=strategy.groups,
+                 strategy="diloco" if strategy.diloco else "ddp", diloco=strategy.diloco)
 
 
 def validate(wl, strategies: Sequence[Strategy], steps: int) -> None:

@@ -15,6 +15,14 @@ the workload's default lr) or from a YAML file (``--strategies FILE.yaml``)::
         clip_norm: 1.0
         groups:                      # param groups by name or module type (optim.param_groups)
           - {modules: [Embedding], names: ["lm_head.*"], use_muon: false}
+      - name: adamw-diloco
+        optimizer: adamw             # the inner optimizer
+        diloco: {sync_every: 20, outer_lr: 0.7, outer_momentum: 0.9}   # DiLoCo around it
+
+Each comparison run is one process, so ``diloco`` there is DiLoCo with one
+worker: the outer Nesterov step over every H inner steps (what it does to the
+optimization); what it saves in communication is measured with ``train
+--nproc N --strategy diloco`` (docs/distributed.md).
 
 A top-level list (without ``strategies:``) is accepted too.
 """
@@ -30,7 +38,8 @@ from .. import optim, schedules
 from ..errors import UsageError
 from ..experiment.config import load_yaml_data
 
-KEYS = ("name", "optimizer", "lr", "opt", "schedule", "sched", "weight_decay", "l1", "clip_norm", "groups")
+KEYS = ("name", "optimizer", "lr", "opt", "schedule", "sched", "weight_decay", "l1", "clip_norm", "groups", "diloco")
+DILOCO = {"sync_every": 20, "outer_lr": 0.7, "outer_momentum": 0.9}
 GROUP_SELECTORS = ("names", "modules", "ndim")
 
 
@@ -44,6 +53,7 @@ class Strategy:
     schedule_kwargs: dict[str, Any] = field(default_factory=dict)
     clip_norm: float | None = None
     groups: tuple[dict[str, Any], ...] = ()  # rules for optim.param_groups (names, module names, ndim)
+    diloco: dict[str, Any] | None = None  # DiLoCo around the optimizer: sync_every, outer_lr, outer_momentum
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -122,6 +132,17 @@ def from_mapping(item: Any, index: int, default_schedule: str | None,
                if not isinstance(m, str)]
         if bad:
             raise UsageError(f"{where}: group modules must be class names such as Embedding, got {bad!r}")
+    diloco = item.get("diloco")
+    if diloco is not None:
+        if not isinstance(diloco, dict) or set(diloco) - set(DILOCO):
+            raise UsageError(f"{where}: invalid diloco={diloco!r}: expected a mapping of {', '.join(DILOCO)}")
+        diloco = {**DILOCO, **diloco}
+        from ..distributed.diloco import _check
+
+        try:
+            _check(diloco["sync_every"], diloco["outer_lr"], diloco["outer_momentum"], True)
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"{where}: {exc}") from None
     return Strategy(
         label=str(item.get("name", name)),
         optimizer=name,
@@ -131,6 +152,7 @@ def from_mapping(item: Any, index: int, default_schedule: str | None,
         schedule_kwargs=dict(sched),
         clip_norm=_number(where, "clip_norm", item.get("clip_norm")),
         groups=tuple(dict(g) for g in groups),
+        diloco=diloco,
     )
 
 

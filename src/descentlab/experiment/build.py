@@ -15,27 +15,38 @@ from ..workloads import Workload
 
 def build(wl: Workload, optimizer: str, hparams: dict[str, Any], schedule: str | None,
           schedule_kwargs: dict[str, Any], *, seed: int, total_steps: int | float,
-          groups: Sequence[Mapping[str, Any]] = ()) -> tuple[Any, Any, Any]:
+          groups: Sequence[Mapping[str, Any]] = (), strategy: str = "ddp",
+          diloco: Mapping[str, Any] | None = None) -> tuple[Any, Any, Any]:
     """``(model, optimizer, scheduler)`` for seed ``seed``: ``torch.manual_seed(seed)``
     before ``make_model()`` (the same initialisation for every strategy of a
     seed); the schedule's length-dependent settings default from ``total_steps``
     (:func:`descentlab.schedules.budget_defaults`). ``groups``: rules for
     :func:`descentlab.optim.param_groups`, which replace the workload's own
-    ``param_groups``."""
+    ``param_groups``. ``strategy`` (:mod:`descentlab.distributed.strategy`):
+    in a data-parallel group ``fsdp`` shards the model before the optimizer
+    sees its parameters and ``zero`` wraps the optimizer; ``diloco`` wraps it
+    in DiLoCo with the settings ``diloco``; the schedule drives what is
+    stepped."""
+    from ..distributed import strategy as strategies
+
     torch.manual_seed(seed)
     model = wl.make_model()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{wl.name}: make_model() returned {type(model).__name__}, expected a torch.nn.Module")
+    if strategy == "fsdp" and strategies.distributed():
+        model = strategies.shard(model)
     opt, scheduler = optimizer_for(wl, model, optimizer, hparams, schedule, schedule_kwargs,
-                                   total_steps=total_steps, groups=groups)
+                                   total_steps=total_steps, groups=groups,
+                                   wrap=lambda o: strategies.wrap_optimizer(o, strategy, **(diloco or {})))
     return model, opt, scheduler
 
 
 def optimizer_for(wl: Workload, model: torch.nn.Module, optimizer: str, hparams: dict[str, Any],
                   schedule: str | None, schedule_kwargs: dict[str, Any], *, total_steps: int | float,
-                  groups: Sequence[Mapping[str, Any]] = ()) -> tuple[Any, Any]:
+                  groups: Sequence[Mapping[str, Any]] = (), wrap=None) -> tuple[Any, Any]:
     """``(optimizer, scheduler)`` for an existing ``model`` (a pruned one, a
-    student), with the param groups ``build`` would give it."""
+    student), with the param groups ``build`` would give it; ``wrap(opt)``, if
+    given, is what the schedule and the Trainer step (a strategy's wrapper)."""
     if groups:
         params = optim.param_groups(model, *groups)
     elif wl.param_groups is not None:
@@ -43,6 +54,8 @@ def optimizer_for(wl: Workload, model: torch.nn.Module, optimizer: str, hparams:
     else:
         params = model.parameters()
     opt = optim.create(optimizer, params, **hparams)
+    if wrap is not None:
+        opt = wrap(opt)
     scheduler = None
     if schedule not in (None, "constant"):
         kw = schedules.budget_defaults(schedule, total_steps, schedule_kwargs)

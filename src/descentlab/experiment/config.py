@@ -38,7 +38,15 @@ class TrainConfig:
     eval_every: int | None = None
     checkpoint_every: int | None = None
     resume: bool = False
-    nproc: int = 1
+    nproc: int = 1  # processes per machine
+    strategy: str = "ddp"  # how they share the work: ddp, zero, fsdp, diloco (descentlab.distributed)
+    comm_hook: str | None = None  # DDP communication hook: allreduce, bf16, fp16, powersgd
+    sync_every: int = 20  # diloco: inner steps between synchronisations (H)
+    outer_lr: float = 0.7  # diloco: the outer Nesterov SGD's lr and momentum (Douillard et al. 2023)
+    outer_momentum: float = 0.9
+    max_restarts: int = 0  # times the elastic agent restarts a failed group (which resumes)
+    nnodes: str = "1"  # machines: N or MIN:MAX, as torchrun's --nnodes
+    rdzv_endpoint: str | None = None  # HOST:PORT of the rendezvous, for many machines
     out: str | None = None
     data_dir: str | None = None
     device: str = "auto"
@@ -84,6 +92,21 @@ def validate(config: TrainConfig) -> TrainConfig:
     _int_at_least("eval_every", config.eval_every, 1)
     _int_at_least("checkpoint_every", config.checkpoint_every, 1)
     _int_at_least("nproc", config.nproc, 1)
+    _int_at_least("max_restarts", config.max_restarts, 0)
+    _int_at_least("sync_every", config.sync_every, 1)
+    _number_at_least("outer_lr", config.outer_lr, 0.0, strict=True)
+    if not (isinstance(config.outer_momentum, (int, float)) and not isinstance(config.outer_momentum, bool)
+            and 0 <= config.outer_momentum < 1):
+        raise UsageError(f"invalid outer_momentum={config.outer_momentum!r}: expected a number in [0, 1)")
+    from ..distributed.launch import check_endpoint, parse_nnodes
+    from ..distributed.strategy import check as check_strategy
+
+    check_strategy(config.strategy, config.comm_hook)
+    if parse_nnodes(config.nnodes)[1] > 1 and config.rdzv_endpoint is None:
+        raise UsageError(f"invalid nnodes={config.nnodes!r} without rdzv_endpoint: many machines need a "
+                         "rendezvous they all reach (--rdzv-endpoint HOST:PORT)")
+    if config.rdzv_endpoint is not None:
+        check_endpoint(config.rdzv_endpoint)
     _int_at_least("seed", config.seed, 0)
     if config.batch_size is not None and config.batch_size != "full":
         _int_at_least("batch_size", config.batch_size, 1)

@@ -117,13 +117,20 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+#: settings of how a run is run, not of what it computes: they may change on --resume
+#: (checkpoints are in the one-process format whatever the strategy; DiLoCo's
+#: settings change the computation and stay)
+HOW = ("resume", "quiet", "out", "device", "nproc", "tensorboard", "strategy", "comm_hook", "max_restarts",
+       "nnodes", "rdzv_endpoint")
+
+
 def _check_resume(config: TrainConfig, out: Path) -> None:
     saved_path = out / "config.json"
     if not saved_path.exists():
         return
     saved = json.loads(saved_path.read_text())
     for key, value in config.to_dict().items():
-        if key in ("resume", "quiet", "out", "device", "nproc", "tensorboard") or value in (None, {}, False):
+        if key in HOW or value in (None, {}, False):
             continue
         if saved.get(key) != value and not (isinstance(value, tuple) and list(value) == saved.get(key)):
             raise UsageError(
@@ -140,7 +147,7 @@ def resumed_config(config: TrainConfig, *, log=print) -> TrainConfig:
             saved = json.loads((out / "config.json").read_text())
             _check_resume(config, out)
             # How to run (device, processes) may change on resume; what to compute may not.
-            keep = {k: getattr(config, k) for k in ("quiet", "out", "device", "nproc", "tensorboard")}
+            keep = {k: getattr(config, k) for k in HOW if k != "resume"}
             merged = {**saved, "resume": True, **keep}
             config = TrainConfig(**merged)
         else:
@@ -167,8 +174,10 @@ def run_training(config: TrainConfig, *, log=print, callbacks: Sequence[Callback
     plan = resolve(config)
     wl = plan["workload"]
 
+    diloco = {"sync_every": config.sync_every, "outer_lr": config.outer_lr, "outer_momentum": config.outer_momentum}
     model, optimizer, scheduler = build(wl, plan["optimizer"], plan["hparams"], plan["schedule"],
-                                        plan["schedule_kwargs"], seed=config.seed, total_steps=plan["total_steps"])
+                                        plan["schedule_kwargs"], seed=config.seed, total_steps=plan["total_steps"],
+                                        strategy=config.strategy, diloco=diloco)
 
     extra_callbacks = list(callbacks)
     final = _FinalEvaluation(wl.test)
@@ -204,6 +213,7 @@ def run_training(config: TrainConfig, *, log=print, callbacks: Sequence[Callback
         checkpoint_every=config.checkpoint_every or (max(1, plan["total_steps"] // 10) if out else None),
         resume=config.resume and out is not None,
         distributed=distributed,
+        comm_hook=config.comm_hook if distributed else None,
     )
 
     record = {k: v for k, v in plan.items() if k != "workload"}
@@ -247,10 +257,10 @@ def _summary(config, plan, trainer, final_test, wall, status, error) -> dict[str
     final.update({f"test_{k}": v for k, v in final_test.items()})
     best: dict[str, Any] = {"step": trainer.best.step, f"val_{wl.metric}": trainer.best.value}
     if trainer.best.weights is not None:
-        current = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-        trainer.best.restore(trainer.model)
+        current = {k: v.detach().clone() for k, v in trainer.model_state().items()}
+        trainer.restore_best()
         best.update({f"test_{k}": v for k, v in trainer.evaluate(wl.test).items()})
-        trainer.model.load_state_dict(current)
+        trainer.load_model_state(current)
     return {
         "workload": wl.name,
         "optimizer": plan["optimizer"],
@@ -260,6 +270,7 @@ def _summary(config, plan, trainer, final_test, wall, status, error) -> dict[str
         "batch_size": plan["batch_size"],
         "seed": config.seed,
         "nproc": config.nproc,
+        "strategy": config.strategy if config.nproc > 1 or config.strategy == "diloco" else None,
         "steps": trainer.step,
         "epochs_completed": trainer.epoch,
         "stop_reason": trainer.stop_reason if status == "finished" else status,

@@ -9,7 +9,9 @@ One step, for each param group::
 Because it is a real ``torch.optim.Optimizer`` with hyperparameters in its param
 groups and tensors in ``state``, it works with ``torch.optim.lr_scheduler``,
 ``torch.amp.GradScaler``, ``state_dict()``/``load_state_dict()``, Lightning and
-the Hugging Face Trainer.
+the Hugging Face Trainer. DTensor parameters (FSDP2's ``fully_shard``) are
+stepped on their local shards, with the collectives a rule needs
+(``optim/sharded.py``, docs/sharding.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from . import sharded
 from .base import Transform, boolean
 
 #: Keys every param group has, whatever the chain.
@@ -174,21 +177,32 @@ class ChainOptimizer(torch.optim.Optimizer):
                     self._init_state(p, state, group)
                 state["step"] += 1
                 states.append(state)
-            if group["maximize"]:
-                grads = torch._foreach_neg(grads)
-            fused = self._fused_step is not None and group.get("fused") is not False
-            if fused and self._fused_step(params, grads, states, group):
-                continue
-            foreach = self._use_foreach(group, params)
-            updates = grads
-            for t in self.transforms:
-                updates = t.update(updates, params, states, group, foreach)
-            if foreach:
-                torch._foreach_add_(params, updates)
+            if sharded.is_sharded(params):
+                # DTensor parameters (FSDP2): the step runs on the local shards.
+                local_params, grads, views = sharded.localize(params, grads, states)
+                self._step_group(local_params, grads, views, group)
+                for view, state in zip(views, states):
+                    if isinstance(view, sharded.LocalState):
+                        view.store(state)
             else:
-                for p, u in zip(params, updates):
-                    p.add_(u)
+                self._step_group(params, grads, states, group)
         return loss
+
+    def _step_group(self, params: list[Tensor], grads: list[Tensor], states: list[dict], group: dict) -> None:
+        if group["maximize"]:
+            grads = torch._foreach_neg(grads)
+        fused = self._fused_step is not None and group.get("fused") is not False
+        if fused and self._fused_step(params, grads, states, group):
+            return
+        foreach = self._use_foreach(group, params)
+        updates = grads
+        for t in self.transforms:
+            updates = t.update(updates, params, states, group, foreach)
+        if foreach:
+            torch._foreach_add_(params, updates)
+        else:
+            for p, u in zip(params, updates):
+                p.add_(u)
 
     # -- schedule-free style modes ------------------------------------------------
 
@@ -196,9 +210,14 @@ class ChainOptimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             params = [p for p in group["params"] if self.state[p]]
             states = [self.state[p] for p in params]
-            if params:
-                for t in self.transforms:
-                    t.on_mode(mode, params, states, group)
+            if not params:
+                continue
+            local_params, _, views = sharded.localize(params, None, states)
+            for t in self.transforms:
+                t.on_mode(mode, local_params, views, group)
+            for view, state in zip(views, states):
+                if isinstance(view, sharded.LocalState):
+                    view.store(state)
 
     def train(self) -> None:
         """Switch to training mode (matters only for schedule-free optimizers)."""

@@ -72,7 +72,7 @@ class EarlyStopping(Callback):
 
     def on_fit_end(self, trainer: Trainer) -> None:
         if self.restore_best:
-            trainer.best.restore(trainer.model)
+            trainer.restore_best()
 
     def state_dict(self) -> dict[str, Any]:
         return {"wait": self.wait, "stopped_step": self.stopped_step}

@@ -15,6 +15,16 @@ the batch it stopped before, without loading the ones already seen. Any other
 iterable of batches (a DataLoader) is used as given; a resumed run then skips
 the batches already seen in the epoch, which is exact when the loader's order
 is deterministic per epoch.
+
+Data parallel (``parts(epoch, start, rank, world)``): every process draws the
+same seeded order and cuts the same global batches, and process ``rank`` reads
+only rows ``rank::world`` of each — for tensors it indexes only those rows, for
+a Dataset its DataLoader loads only those items — with their share of the
+global batch, so that the averaged gradient is the global batch's (the
+semantics of one process with the same batch size). A process left without
+rows (a last batch smaller than ``world``) takes one row with share 0. A
+loader of the user's is read whole and sliced the same way, unless its sampler
+is a ``DistributedSampler``, which has sharded it already (equal shares).
 """
 
 from __future__ import annotations
@@ -67,6 +77,22 @@ class TensorBatches:
         for b in range(start, len(self)):
             sel = idx[b * self.batch_size : (b + 1) * self.batch_size]
             yield self.x[sel], self.y[sel]
+
+    def parts(self, epoch: int, start: int, rank: int, world: int) -> Iterator[tuple[tuple[Tensor, Tensor], float]]:
+        """This process's rows of each global batch of ``epoch``, with their share (see the module docstring)."""
+        idx = self.order(epoch)
+        for b in range(start, len(self)):
+            sel, share = shard(idx[b * self.batch_size : (b + 1) * self.batch_size], rank, world)
+            yield (self.x[sel], self.y[sel]), share
+
+
+def shard(indices: Tensor | list[int], rank: int, world: int) -> tuple[Any, float]:
+    """Rows ``rank::world`` of one global batch of indices, and their share of it."""
+    n = len(indices)
+    mine = indices[rank::world]
+    if len(mine) == 0:
+        return indices[:1], 0.0
+    return mine, len(mine) / n
 
 
 def is_map_dataset(data: Any) -> bool:
@@ -124,6 +150,13 @@ class DatasetBatches:
         self.sampler.batches = [idx[b * self.batch_size:(b + 1) * self.batch_size] for b in range(start, len(self))]
         yield from self.loader
 
+    def parts(self, epoch: int, start: int, rank: int, world: int) -> Iterator[tuple[Any, float]]:
+        """This process's items of each global batch (only those are loaded), with their share."""
+        idx = self.order(epoch).tolist()
+        cut = [shard(idx[b * self.batch_size:(b + 1) * self.batch_size], rank, world) for b in range(start, len(self))]
+        self.sampler.batches = [sel for sel, _ in cut]
+        yield from zip(self.loader, (share for _, share in cut))
+
 
 def eval_loader(dataset: Any, batch_size: int, num_workers: int = 0) -> torch.utils.data.DataLoader:
     """A dataset in order, in batches, for evaluation."""
@@ -149,6 +182,19 @@ class IterableBatches:
         for i, batch in enumerate(self.source):
             if i >= start:
                 yield batch
+
+    def parts(self, epoch: int, start: int, rank: int, world: int) -> Iterator[tuple[Any, float]]:
+        """Each batch whole when one process trains, else this process's rows of it, with their share."""
+        from .batch import rows_of
+
+        sharded = isinstance(getattr(self.source, "sampler", None), torch.utils.data.DistributedSampler)
+        for batch in self.epoch(epoch, start):
+            if world == 1:
+                yield batch, 1.0
+            elif sharded:  # the loader gives this process its own batch already
+                yield batch, 1.0 / world
+            else:
+                yield rows_of(batch, rank, world)
 
 
 def as_batches(data: Any, batch_size: BatchSize | None, seed: int,

@@ -21,12 +21,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..distributed import strategy as strategies
 from ..optim.fused.build import prepare as prepare_kernels
 from ..timing import timed
 from . import checkpoint as ckpt
+from .batch import batch_len, forward, logits_of, targets_of, to_device
 from .best import BestTracker
 from .callbacks import Callback
-from .batch import batch_len, forward, logits_of, rows_of, targets_of, to_device
 from .data import as_batches, check_batch_size, eval_loader, is_map_dataset
 from .history import History
 
@@ -92,9 +93,17 @@ class Trainer:
         log_every: record the training loss every N steps.
         distributed: train data-parallel in the initialized ``torch.distributed``
             process group (``descentlab train --nproc N``, or torchrun): the model
-            trains through DistributedDataParallel, each process takes rows
+            trains through DistributedDataParallel, each process reads only rows
             ``rank::world`` of every (global) batch, and only rank 0 writes
             checkpoints. Implied when ``model`` is already a DistributedDataParallel.
+            A model sharded with FSDP2's ``fully_shard`` trains as it is (FSDP
+            averages the gradients); an optimizer with ``averages_parameters``
+            (DiLoCo) keeps the processes together itself, so the model is not
+            wrapped; a ``ZeroRedundancyOptimizer`` shards the optimizer state.
+            Checkpoints are gathered into the one-process format in every case
+            (see :mod:`descentlab.distributed.strategy`).
+        comm_hook: a DDP communication hook by name ("allreduce", "bf16", "fp16",
+            "powersgd"; :mod:`descentlab.distributed.hooks`).
         target_key: the targets' key in dict batches (default: the first of
             labels, label, targets, target, y present).
         num_workers: DataLoader workers for map-style Datasets.
@@ -126,6 +135,7 @@ class Trainer:
         max_skips: int = 10,
         log_every: int = 1,
         distributed: bool = False,
+        comm_hook: str | None = None,
         target_key: str | None = None,
         num_workers: int = 0,
     ):
@@ -162,11 +172,22 @@ class Trainer:
             if not (dist.is_available() and dist.is_initialized()):
                 raise ValueError("distributed=True needs an initialized torch.distributed process group")
             self.rank, self.world = dist.get_rank(), dist.get_world_size()
-            if wrapper is None:
+            if wrapper is None and (strategies.is_fsdp(self.model) or strategies.averages_parameters(optimizer)):
+                wrapper = self.model  # FSDP averages the gradients itself; DiLoCo the parameters
+            elif wrapper is None:
                 cuda = self.device.type == "cuda"
                 index = self.device.index if self.device.index is not None or not cuda else torch.cuda.current_device()
                 wrapper = DistributedDataParallel(self.model, device_ids=[index] if cuda else None)
+            if comm_hook is not None:
+                if not isinstance(wrapper, DistributedDataParallel):
+                    raise ValueError(f"invalid comm_hook={comm_hook!r}: communication hooks are DDP's, "
+                                     "and this model trains without DDP (FSDP or DiLoCo)")
+                from ..distributed.hooks import register
+
+                register(wrapper, comm_hook)
             self.train_model = wrapper
+        # each process's own loss (DiLoCo): no weighting by the share of the global batch
+        self._own_loss = strategies.averages_parameters(optimizer)
         self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.target_key, self.num_workers = target_key, num_workers
@@ -229,10 +250,14 @@ class Trainer:
         try:
             while not self.should_stop and (epochs is None or self.epoch < epochs):
                 self._emit("on_epoch_start")
-                for batch in batches.epoch(self.epoch, start=self.batch_in_epoch):
+                if self.world == 1:
+                    parts = ((b, 1.0) for b in batches.epoch(self.epoch, start=self.batch_in_epoch))
+                else:  # data parallel: this process's rows of each global batch
+                    parts = batches.parts(self.epoch, self.batch_in_epoch, self.rank, self.world)
+                for batch, share in parts:
                     self.batch_in_epoch += 1
                     with timed():  # training time: see descentlab.timing
-                        stepped = self._train_batch(batch, self.batch_in_epoch)
+                        stepped = self._train_batch(batch, self.batch_in_epoch, share)
                     if not stepped:
                         continue
                     self._after_step(val)
@@ -248,6 +273,8 @@ class Trainer:
                         self._end_epoch(val)
             if not self.stop_reason:
                 self.stop_reason = "epochs"
+            if strategies.averages_parameters(self.optimizer):
+                self.optimizer.sync()  # DiLoCo: the processes end on one model
             if val is not None and self.history.last_eval_step != self.step:
                 self._validate(val)
             self._save_checkpoint()
@@ -255,26 +282,25 @@ class Trainer:
             self._emit("on_fit_end")
         return self.history
 
-    def _train_batch(self, batch: Any, micro: int) -> bool:
-        """Forward and backward one batch; step the optimizer every ``accumulate``
-        batches. Returns True when an optimizer step happened. A non-finite
-        loss either raises or skips the batch (discarding the gradients
-        accumulated so far)."""
+    def _train_batch(self, batch: Any, micro: int, share: float = 1.0) -> bool:
+        """Forward and backward one batch (``share``: this process's part of the
+        global batch); step the optimizer every ``accumulate`` batches. Returns
+        True when an optimizer step happened. A non-finite loss either raises
+        or skips the batch (discarding the gradients accumulated so far)."""
         start = time.perf_counter()
         batch = to_device(batch, self.device)
-        share = 1.0
-        if self.world > 1:  # data parallel: this process's rows of the global batch
-            batch, share = rows_of(batch, self.rank, self.world)
-        with self._autocast():
+        final = micro % self.accumulate == 0
+        with self._sync_gradients(final), self._autocast():
             loss, _ = forward(self.train_model, batch, self.loss_fn, self.target_key)
         batch_loss = loss.detach() if self.world == 1 else _global_mean(loss.detach(), share)
         value = batch_loss.item()  # one read of the loss per batch, for the check and the log
         if not math.isfinite(value):  # the same decision on every process
             return self._nonfinite(value, start)
         scaled = loss / self.accumulate if self.accumulate > 1 else loss
-        if self.world > 1:  # DDP averages over processes: weight by this shard's rows
+        if self.world > 1 and not self._own_loss:  # DDP/FSDP average over processes: weight by this shard's rows
             scaled = scaled * (share * self.world)
-        (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+        with self._sync_gradients(final):
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
         self._loss_sum += value
         if micro % self.accumulate:
             self.train_seconds += time.perf_counter() - start
@@ -297,6 +323,18 @@ class Trainer:
         self._loss_sum = 0.0
         self.train_seconds += time.perf_counter() - start
         return True
+
+    def _sync_gradients(self, final: bool):
+        """Gradient accumulation: no all-reduce on the micro-steps before the
+        last (DDP's ``no_sync``, FSDP2's ``set_requires_gradient_sync``); the
+        last one reduces the accumulated sum once."""
+        if final or self.world == 1:
+            return contextlib.nullcontext()
+        if isinstance(self.train_model, DistributedDataParallel):
+            return self.train_model.no_sync()
+        if strategies.is_fsdp(self.train_model):
+            return _fsdp_no_sync(self.train_model)
+        return contextlib.nullcontext()
 
     def _clip_gradients(self) -> None:
         if not self.clip:
@@ -397,17 +435,37 @@ class Trainer:
         self.history.log(self.step, self.train_seconds, logs, evaluation=True)
         if self.scheduler is not None and _is_plateau(self.scheduler):
             self.scheduler.step(results.get(self.best.monitor, results["val_loss"]))
-        if self.best.update(self.step, results, self.model):
+        if self.best.update(self.step, results, _FullState(self.model)):
             self._save_best()
         self._emit("on_validation_end", logs)
 
     # -- checkpoints ---------------------------------------------------------------
 
+    def model_state(self) -> dict[str, Tensor]:
+        """The model's full state_dict (gathered under FSDP: every rank calls it)."""
+        return strategies.model_state(self.model)
+
+    def load_model_state(self, state: Mapping[str, Tensor]) -> None:
+        strategies.load_model_state(self.model, dict(state))
+
+    def restore_best(self) -> bool:
+        """Load the best weights so far (False when there are none)."""
+        return self.best.restore(_FullState(self.model))
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything an exact resume needs; loadable with weights_only=True."""
+        """Everything an exact resume needs; loadable with weights_only=True.
+        In the one-process format whatever the strategy; a collective under
+        FSDP, ZeRO and DiLoCo (every rank calls it; rank 0's is complete)."""
+        state = self._own_state()
+        if strategies.averages_parameters(self.optimizer) and self.world > 1:
+            # DiLoCo: the processes differ between synchronisations
+            state["ranks"] = strategies.every_rank({"model": state["model"], "optimizer": state["optimizer"]})
+        return state
+
+    def _own_state(self) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": self.model_state(),
+            "optimizer": strategies.optimizer_state(self.model, self.optimizer),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "loop": {
@@ -428,8 +486,15 @@ class Trainer:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        ranks = state.get("ranks")
+        if ranks is not None or (strategies.averages_parameters(self.optimizer) and self.world > 1):
+            if ranks is None or len(ranks) != self.world:
+                saved = "1 process" if ranks is None else f"{len(ranks)} processes"
+                raise ValueError(f"this DiLoCo checkpoint was written by {saved} and resumes in as many; "
+                                 f"this run has {self.world}")
+            state = {**state, **ranks[self.rank]}
+        self.load_model_state(state["model"])
+        strategies.load_optimizer_state(self.model, self.optimizer, state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state["scaler"] is not None:
@@ -448,12 +513,18 @@ class Trainer:
             cb.load_state_dict(cb_state)
 
     def _save_checkpoint(self) -> None:
-        if self.checkpoint_dir is None or self.rank != 0:  # data parallel: rank 0 writes
+        if self.checkpoint_dir is None:
             return
-        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+        gathered = strategies.gathers(self.model, self.optimizer)
+        if self.rank != 0 and not gathered:  # data parallel: rank 0 writes
+            return
+        finite = all(bool(torch.isfinite(_local(p)).all()) for p in self.model.parameters())
+        if not (strategies.all_true(finite, self.device) if gathered else finite):
             return  # never checkpoint a broken model; the previous checkpoint stays
-        ckpt.save_step(self.checkpoint_dir, self.step, self.state_dict(), keep=self.keep_checkpoints)
-        self._emit("on_checkpoint")
+        state = self.state_dict()
+        if self.rank == 0:
+            ckpt.save_step(self.checkpoint_dir, self.step, state, keep=self.keep_checkpoints)
+            self._emit("on_checkpoint")
 
     def _save_best(self) -> None:
         if self.checkpoint_dir is not None and self.best.weights is not None and self.rank == 0:
@@ -472,6 +543,32 @@ class Trainer:
     def _emit(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
+
+
+class _FullState:
+    """The model as BestTracker sees it: its full state_dict (FSDP: gathered)."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return strategies.model_state(self.model)
+
+    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        strategies.load_model_state(self.model, dict(state))
+
+
+@contextlib.contextmanager
+def _fsdp_no_sync(model: nn.Module):
+    model.set_requires_gradient_sync(False)
+    try:
+        yield
+    finally:
+        model.set_requires_gradient_sync(True)
+
+
+def _local(t: Tensor) -> Tensor:
+    return t.to_local() if hasattr(t, "to_local") else t
 
 
 def _is_plateau(scheduler: Any) -> bool:

@@ -40,6 +40,10 @@ kernel; the param-group option ``fused`` decides (see docs/optimizers.md,
 * ``True``: the fused step or an error: ValueError at construction (and
   RuntimeError at a step) naming what prevents it.
 * ``False``: always the chain.
+
+On DTensor parameters (FSDP2) the steps get the local shards (see
+``optim/sharded.py``); every kernel serves them but lamb's, lars's and
+adafactor's, which sum over whole tensors inside one op (``FusedKernel.shards``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import sharded
 from . import cpu_kernels, torch_kernels
 from .build import FusedUnavailable, available as cpp_available
 
@@ -99,6 +104,10 @@ class FusedKernel:
             (sgd, adam, adagrad), so a universal ``l2`` alone is the same
             arithmetic and the plain steps serve it (the chain adds ``l2·p``
             and then ``0·p``: bit for bit ``weight_decay=l2``).
+        shards: the steps also serve local shards of DTensor parameters (FSDP2):
+            they are elementwise, or take the collectives of ``optim/sharded.py``
+            between their passes (prodigy, muon). False where one C++ op sums
+            over whole tensors (lamb, lars, adafactor): the chain steps those.
     """
 
     cpu: StepFn
@@ -106,6 +115,7 @@ class FusedKernel:
     cuda: StepFn | None = None
     check: Check | None = None
     l2_is_weight_decay: bool = False
+    shards: bool = True
 
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if self.cuda is not None else ("cpu",)
@@ -120,8 +130,8 @@ def _torch(step: StepFn, check: Check | None = None, regularized: StepFn | None 
     return FusedKernel(cpu=step, cpu_regularized=regularized, cuda=step, check=check, l2_is_weight_decay=True)
 
 
-def _cpp(step: StepFn, check: Check | None = None) -> FusedKernel:
-    return FusedKernel(cpu=step, cpu_regularized=step, check=check)
+def _cpp(step: StepFn, check: Check | None = None, shards: bool = True) -> FusedKernel:
+    return FusedKernel(cpu=step, cpu_regularized=step, check=check, shards=shards)
 
 
 #: The lookup table ``optim.create`` consults: optimizer name -> kernels.
@@ -141,11 +151,11 @@ KERNELS: dict[str, FusedKernel] = {
     "nadam": _cpp(cpu_kernels.nadam),
     "radam": _cpp(cpu_kernels.radam),
     "lion": _cpp(cpu_kernels.lion),
-    "lamb": _cpp(cpu_kernels.lamb, _amsgrad_state),
-    "lars": _cpp(cpu_kernels.lars),
+    "lamb": _cpp(cpu_kernels.lamb, _amsgrad_state, shards=False),
+    "lars": _cpp(cpu_kernels.lars, shards=False),
     "adamw_schedulefree": _cpp(cpu_kernels.adamw_schedulefree, _train_mode),
     "prodigy": _cpp(cpu_kernels.prodigy),
-    "adafactor": _cpp(cpu_kernels.adafactor),
+    "adafactor": _cpp(cpu_kernels.adafactor, shards=False),
     "muon": _cpp(cpu_kernels.muon, _muon_amsgrad_state),
 }
 
@@ -189,6 +199,12 @@ def _tensor_problem(tensors: list[Tensor], devices: tuple[str, ...]) -> str | No
     if kind not in devices:
         return f"needs contiguous float32/float64 {where} tensors, got a {_describe(first)}"
     return None
+
+
+_NO_SHARDS = (
+    "has no fused kernel for sharded (DTensor) parameters: its C++ kernel sums over whole tensors "
+    "in one op; leave fused unset to use the chain, which all-reduces those sums"
+)
 
 
 class FusedStep:
@@ -236,11 +252,15 @@ class FusedStep:
         Checked when the group is added; builds the C++ kernels if needed.
         """
         params = [p[1] if isinstance(p, tuple) else p for p in group["params"]]
-        return self._problem(params, None, None, group)[1]
+        if not self.kernel.shards and sharded.is_sharded(params):
+            return _NO_SHARDS
+        return self._problem([sharded.local(p) for p in params], None, None, group)[1]
 
     def _problem(self, params, grads, states, group) -> tuple[StepFn | None, str | None]:
         """The step to run, or (None, why not). State tensors are checked by the kernels
         themselves (the chain and load_state_dict give them the parameter's dtype and device)."""
+        if states is not None and not self.kernel.shards and any(sharded.sharding(s) for s in states):
+            return None, _NO_SHARDS
         problem = _tensor_problem(params, self.kernel.devices())
         if problem:
             return None, problem

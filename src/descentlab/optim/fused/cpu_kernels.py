@@ -20,10 +20,11 @@ from typing import Any
 
 import torch
 
+from .. import sharded
 from ..transforms.adaptive import ScaleByNadam, ScaleByRadam, ScaleByRms
 from ..transforms.factored import ScaleByRelativeStep, _rms_divisor
 from ..transforms.orthogonal import ScaleByAdjustedLr, newton_schulz_bf16_
-from ..transforms.prodigy import ProdigyStep
+from ..transforms.prodigy import ProdigyStep, group_sums
 from ..transforms.schedulefree import ScheduleFreeAdamWStep
 from .build import ops
 
@@ -197,9 +198,9 @@ def prodigy(params, grads, states, group) -> None:
         params, grads, [s["p0"] for s in states], [s["s"] for s in states],
         beta3=c["beta3"], s_scale=c["s_scale"], weight_decay=c["coupled"], l1=reg["l1"], l2=reg["l2"],
     )
-    wide = any(p.dtype == torch.float64 for p in params)
-    dots, l1s = sums.to(torch.float64 if wide else torch.float32).unbind(0)
-    d_new = _PRODIGY.advance(group, params, list(dots.unbind(0)), list(l1s.unbind(0)), c)
+    dots, l1s = group_sums(list(sums[0].unbind(0)), list(sums[1].unbind(0)), states)  # in double
+    dtype = torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
+    d_new = _PRODIGY.advance(group, params, [x.to(dtype) for x in dots], [x.to(dtype) for x in l1s], c)
     eps = group["eps"]
     d, d_lr, (beta1, beta2) = c["d"], c["d_lr"], (c["beta1"], c["beta2"])
     ops().prodigy_step(
@@ -266,7 +267,9 @@ def muon(params, grads, states, group) -> None:
             [p], [g], [state["momentum_buffer"]],
             momentum=group["momentum"], nesterov=bool(group["nesterov"]), l1=reg["l1"], l2=reg["l2"],
         )
-        x = newton_schulz_bf16_(x, coefficients, steps, eps)
+        # A shard of a matrix: the whole matrix is gathered (in bfloat16) and orthogonalized
+        # on every process, which keeps its own rows (optim/sharded.py, docs/sharding.md).
+        x = sharded.shard(newton_schulz_bf16_(sharded.full(x, state), coefficients, steps, eps), state)
         kernels.muon_update(
-            [p], [x.contiguous()], [_ADJUSTED_LR._step(p, group)], own_decay=own_decay, decay=reg["decay"]
+            [p], [x.contiguous()], [_ADJUSTED_LR._step(p, group, state)], own_decay=own_decay, decay=reg["decay"]
         )

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from .. import sharded
 from ..base import Hyper, Transform, _is_real, learning_rate
 
 __all__ = [
@@ -71,9 +72,19 @@ def at_least_one(value: Any) -> str | None:
     return None
 
 
-def _rms_divisor(t: torch.Tensor) -> float:
-    """√numel, the divisor that turns an L2 norm into an RMS (1 for an empty tensor)."""
-    return math.sqrt(t.numel()) if t.numel() else 1.0
+def _rms_divisor(t: torch.Tensor, state=None) -> float:
+    """√numel, the divisor that turns an L2 norm into an RMS (1 for an empty tensor);
+    numel of the whole tensor when ``t`` is a local shard (``state`` a LocalState)."""
+    n = t.numel() if state is None else sharded.numel(t, state)
+    return math.sqrt(n) if n else 1.0
+
+
+def _norm(t: torch.Tensor, state) -> float:
+    """‖t‖₂ of the whole tensor (of which ``t`` may be a local shard), as a float."""
+    if sharded.sharding(state) is None:
+        return t.norm(2).item()
+    (square,) = sharded.all_reduce_sum([t.norm(2).square()], [state])
+    return square.sqrt().item()
 
 
 # -- the second-moment estimate ------------------------------------------------------
@@ -111,8 +122,8 @@ class ScaleByFactoredRms(Transform):
 
     def init_state(self, p, state, group):
         if p.dim() > 1:
-            state["row_var"] = p.new_zeros((*p.shape[:-1], 1))
-            state["col_var"] = p.new_zeros((*p.shape[:-2], 1, p.shape[-1]))
+            state["row_var"] = sharded.zeros_reduced(p, -1)
+            state["col_var"] = sharded.zeros_reduced(p, -2)
         else:
             state["variance"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
@@ -123,6 +134,8 @@ class ScaleByFactoredRms(Transform):
     def update_tensor(self, u, p, state, group):
         weight = state["step"] ** self.hp(group, "beta2_decay")  # 1 − β̂₂ₜ
         eps1 = self._eps1(group, p)
+        if u.dim() > 1 and sharded.sharding(state) is not None:
+            return self._update_shard(u, state, weight, eps1)
         if u.dim() > 1:
             row_var, col_var = state["row_var"], state["col_var"]
             row_mean = torch.linalg.vector_norm(u, dim=-1, keepdim=True).square_().div_(u.size(-1))
@@ -137,7 +150,25 @@ class ScaleByFactoredRms(Transform):
             v_hat = variance.clone()
         return v_hat.clamp_(min=eps1 * eps1).rsqrt_().mul_(u)
 
+    def _update_shard(self, u, state, weight, eps1):
+        """``update_tensor`` of a matrix's local shard: the means over a split
+        dimension are all-reduced sums divided by its global size."""
+        n, m = sharded.shape(u, state)[-2:]
+        row_var, col_var = state["row_var"], state["col_var"]
+        squares = u * u
+        row_sum, col_sum = squares.sum(dim=-1, keepdim=True), squares.sum(dim=-2, keepdim=True)
+        (row_sum,) = sharded.all_reduce_sum([row_sum], [state], dims=(-1,))
+        (col_sum,) = sharded.all_reduce_sum([col_sum], [state], dims=(-2,))
+        row_var.lerp_(row_sum.div_(m), weight)
+        col_var.lerp_(col_sum.div_(n), weight)
+        (row_total,) = sharded.all_reduce_sum([row_var.sum(dim=-2, keepdim=True)], [state], dims=(-2,))
+        v_hat = row_var @ col_var
+        v_hat.div_(row_total.div(n).clamp_(min=eps1))
+        return v_hat.clamp_(min=eps1 * eps1).rsqrt_().mul_(u)
+
     def update_foreach(self, updates, params, states, group):
+        if any(sharded.sharding(s) is not None for s in states):
+            return [self.update_tensor(u, p, s, group) for u, p, s in zip(updates, params, states)]
         tau = self.hp(group, "beta2_decay")
         out: list[Any] = [None] * len(updates)
         matrix = [i for i, u in enumerate(updates) if u.dim() > 1]
@@ -189,10 +220,12 @@ class ClipByBlockRms(Transform):
 
     def update_tensor(self, u, p, state, group):
         d = self.hp(group, "d")
-        denom = max(1.0, u.norm(2).item() / (_rms_divisor(u) * d))
+        denom = max(1.0, _norm(u, state) / (_rms_divisor(u, state) * d))
         return u if denom == 1.0 else u.div(denom)
 
     def update_foreach(self, updates, params, states, group):
+        if any(sharded.sharding(s) is not None for s in states):
+            return [self.update_tensor(u, p, s, group) for u, p, s in zip(updates, params, states)]
         d = self.hp(group, "d")
         denoms = torch._foreach_norm(updates)
         torch._foreach_div_(denoms, [_rms_divisor(u) * d for u in updates])
@@ -213,9 +246,11 @@ class ScaleByParamBlockRms(Transform):
 
     def update_tensor(self, u, p, state, group):
         eps2 = self.hp(group, "eps")[1]
-        return u.mul(max(eps2, p.norm(2).item() / _rms_divisor(p)))
+        return u.mul(max(eps2, _norm(p, state) / _rms_divisor(p, state)))
 
     def update_foreach(self, updates, params, states, group):
+        if any(sharded.sharding(s) is not None for s in states):
+            return [self.update_tensor(u, p, s, group) for u, p, s in zip(updates, params, states)]
         eps2 = self.hp(group, "eps")[1]
         scales = torch._foreach_norm(params)
         torch._foreach_div_(scales, [_rms_divisor(p) for p in params])

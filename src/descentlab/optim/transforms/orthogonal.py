@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import sharded
 from ..base import (
     Hyper,
     Transform,
@@ -173,10 +174,15 @@ class OrthogonalizeViaNewtonSchulz(Transform):
         return o.to(u.dtype)
 
     def update_tensor(self, u, p, state, group):
-        return self._orthogonalize(u, group)
+        if sharded.sharding(state) is None:
+            return self._orthogonalize(u, group)
+        # A shard of the matrix: every process orthogonalizes the whole matrix
+        # (gathered in bfloat16, the iteration's dtype) and keeps its own rows.
+        o = self._orthogonalize(sharded.full(u.to(torch.bfloat16), state), group)
+        return sharded.shard(o, state).to(u.dtype)
 
     def update_foreach(self, updates, params, states, group):
-        return [self._orthogonalize(u, group) for u in updates]
+        return [self.update_tensor(u, p, s, group) for u, p, s in zip(updates, params, states)]
 
 
 def adjusted_lr_ratio(adjust_lr_fn: str | None, shape: Sequence[int]) -> float:
@@ -210,14 +216,15 @@ class ScaleByAdjustedLr(Transform):
         "adjust_lr_fn": Hyper(None, one_of(None, "original", "match_rms_adamw")),
     }
 
-    def _step(self, p: Tensor, group: Mapping[str, Any]) -> float:
-        return -(self.hp(group, "lr") * adjusted_lr_ratio(self.hp(group, "adjust_lr_fn"), p.shape))
+    def _step(self, p: Tensor, group: Mapping[str, Any], state: Mapping[str, Any]) -> float:
+        """``−lr·r``, with ``r`` from the parameter's global shape (``p`` may be a local shard)."""
+        return -(self.hp(group, "lr") * adjusted_lr_ratio(self.hp(group, "adjust_lr_fn"), sharded.shape(p, state)))
 
     def update_tensor(self, u, p, state, group):
-        return u.mul(self._step(p, group))
+        return u.mul(self._step(p, group, state))
 
     def update_foreach(self, updates, params, states, group):
-        return torch._foreach_mul(updates, [self._step(p, group) for p in params])
+        return torch._foreach_mul(updates, [self._step(p, group, s) for p, s in zip(params, states)])
 
 
 ema_momentum = EmaMomentum

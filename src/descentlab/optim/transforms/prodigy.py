@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .. import sharded
 from ..base import (
     Hyper,
     Transform,
@@ -43,6 +44,26 @@ def _growth_rate(value: Any) -> str | None:
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1:
         return None  # float("inf") (no limit) is the default
     return "a number >= 1 (or inf)"
+
+
+def _dot(u, x, state):
+    """⟨u, x⟩; on a local shard in double, as the fused kernel sums: the shards' sums
+    are added next, and r amplifies their rounding (see ProdigyStep._estimate)."""
+    if sharded.sharding(state) is None:
+        return torch.dot(u.flatten(), x.flatten())
+    return torch.dot(u.flatten().double(), x.flatten().double())
+
+
+def _l1(s, state):
+    """‖s‖₁; on a local shard in double, as :func:`_dot`."""
+    return s.abs().sum() if sharded.sharding(state) is None else s.abs().sum(dtype=torch.float64)
+
+
+def group_sums(dots: list, l1s: list, states: list[dict]) -> tuple[list, list]:
+    """The per-tensor ⟨g, x₀ − x⟩ and ‖s‖₁ of whole tensors from those of local
+    shards (one all-reduce for the group; unchanged when nothing is sharded)."""
+    summed = sharded.all_reduce_sum([*dots, *l1s], [*states, *states])
+    return summed[: len(dots)], summed[len(dots):]
 
 
 class ProdigyStep(Transform):
@@ -211,7 +232,7 @@ class ProdigyStep(Transform):
         ss = [st["s"] for st in states]
         if foreach:
             diffs = torch._foreach_sub([st["p0"] for st in states], params)
-            dots = [torch.dot(u.flatten(), x.flatten()) for u, x in zip(updates, diffs)]
+            dots = [_dot(u, x, st) for u, x, st in zip(updates, diffs, states)]
             torch._foreach_mul_(ms, beta1)
             torch._foreach_add_(ms, updates, alpha=d * (1.0 - beta1))
             torch._foreach_mul_(vs, beta2)
@@ -220,15 +241,16 @@ class ProdigyStep(Transform):
             torch._foreach_add_(ss, updates, alpha=s_scale)
             # Not torch._foreach_norm(ss, 1): its summation order differs from
             # the reference's s.abs().sum(), enough to move d (see _estimate).
-            l1s = [s.abs().sum() for s in ss]
+            l1s = [_l1(s, st) for s, st in zip(ss, states)]
         else:
             dots, l1s = [], []
             for u, p, st, m, v, s in zip(updates, params, states, ms, vs, ss):
-                dots.append(torch.dot(u.flatten(), (st["p0"] - p).flatten()))
+                dots.append(_dot(u, st["p0"] - p, st))
                 m.mul_(beta1).add_(u, alpha=d * (1.0 - beta1))
                 v.mul_(beta2).addcmul_(u, u, value=d * d * (1.0 - beta2))
                 s.mul_(beta3).add_(u, alpha=s_scale)
-                l1s.append(s.abs().sum())
+                l1s.append(_l1(s, st))
+        dots, l1s = group_sums(dots, l1s, states)
         d_new = self.advance(group, params, dots, l1s, c)
         if d_new is None:
             # Nothing to estimate from yet (the reference returns before moving).

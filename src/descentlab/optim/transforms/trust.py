@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .. import sharded
 from ..base import Hyper, Transform, nonnegative
 from .momentum import Trace
 
@@ -31,6 +32,13 @@ __all__ = [
     "scale_by_lars_trust_ratio",
     "trace_from_zero",
 ]
+
+
+def _sharded_norms(tensors: list[Tensor], states: list[dict]) -> list[Tensor]:
+    """The L2 norms of the whole tensors of which ``tensors`` are local shards
+    (one all-reduce of the squared local norms)."""
+    squares = [torch.linalg.vector_norm(t).square() for t in tensors]
+    return [s.sqrt() for s in sharded.all_reduce_sum(squares, states)]
 
 
 class ScaleByTrustRatio(Transform):
@@ -79,7 +87,11 @@ class ScaleByTrustRatio(Transform):
     def update_tensor(self, u, p, state, group):
         if not self.applies_to(p):
             return u
-        r = self.ratio(torch.linalg.vector_norm(u), torch.linalg.vector_norm(p), group)
+        if sharded.sharding(state) is None:
+            u_norm, p_norm = torch.linalg.vector_norm(u), torch.linalg.vector_norm(p)
+        else:
+            u_norm, p_norm = _sharded_norms([u, p], [state, state])
+        r = self.ratio(u_norm, p_norm, group)
         d = self.direction(u, p, group)
         # ``d`` may be the incoming update (possibly the gradient): no in-place op.
         return d * r
@@ -90,8 +102,13 @@ class ScaleByTrustRatio(Transform):
             return updates
         us = [updates[i] for i in picked]
         ps = [params[i] for i in picked]
-        u_norms = torch.stack(torch._foreach_norm(us))
-        p_norms = torch.stack(torch._foreach_norm(ps))
+        sts = [states[i] for i in picked]
+        if all(sharded.sharding(s) is None for s in sts):
+            u_norms = torch.stack(torch._foreach_norm(us))
+            p_norms = torch.stack(torch._foreach_norm(ps))
+        else:
+            norms = _sharded_norms(us + ps, sts + sts)
+            u_norms, p_norms = torch.stack(norms[: len(us)]), torch.stack(norms[len(us):])
         ratios = self.ratio(u_norms, p_norms, group).unbind()
         scaled = torch._foreach_mul(self.direction_foreach(us, ps, group), ratios)
         out = list(updates)

@@ -1,0 +1,141 @@
+"""Starting a data-parallel job on torch's own engine: the elastic agent of
+``torch.distributed.run`` (torchrun), called in this process.
+
+``launch(argv, nproc)`` runs the program ``argv`` in ``nproc`` worker processes
+on this machine, as ``torchrun --nproc-per-node nproc argv...`` would: each
+worker gets torchrun's environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``,
+``MASTER_ADDR``/``MASTER_PORT``, ``TORCHELASTIC_RESTART_COUNT``, ...) and joins
+the process group from it, exactly as under a torchrun the user starts. The
+agent supervises them: when one fails it stops the others and, with
+``max_restarts=K``, starts the whole group again up to K times (the workers
+then resume from their newest checkpoint); without restarts left it gives up
+and this function raises :class:`ParallelError` naming the rank that failed
+first and how.
+
+Rendezvous: on one machine (``nnodes="1"`` and no endpoint) the loopback
+rendezvous of :mod:`descentlab.distributed.rendezvous` on a free port, and
+gloo told to use the loopback interface, so nothing listens beyond 127.0.0.1.
+For many machines, torch's "c10d" rendezvous at ``rdzv_endpoint`` (HOST:PORT,
+the same on every machine), with ``nnodes`` as torchrun takes it ("2", or
+"1:4" for an elastic range).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+
+from ..errors import UsageError
+from . import rendezvous
+
+#: seconds between the agent's looks at its workers
+MONITOR_INTERVAL = 0.2
+#: seconds the other workers get to stop (SIGTERM) before SIGKILL, once one has failed
+SHUTDOWN_TIMEOUT = 10
+
+
+class ParallelError(RuntimeError):
+    """A data-parallel worker failed or died and no restart was left."""
+
+
+def parse_nnodes(nnodes: str | int) -> tuple[int, int]:
+    """torchrun's ``--nnodes``: "N" or "MIN:MAX"."""
+    text = str(nnodes)
+    parts = text.split(":")
+    try:
+        low, high = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (None, None)
+    except ValueError:
+        low = high = None
+    if low is None or low < 1 or high < low:
+        raise UsageError(f"invalid nnodes={nnodes!r}: expected N or MIN:MAX with 1 <= MIN <= MAX")
+    return low, high
+
+
+def check_endpoint(endpoint: str) -> str:
+    host, sep, port = endpoint.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UsageError(f"invalid rdzv_endpoint={endpoint!r}: expected HOST:PORT, e.g. node0.example:29400")
+    return endpoint
+
+
+def loopback_interface() -> str | None:
+    try:
+        names = {name for _, name in socket.if_nameindex()}
+    except OSError:
+        return None
+    return next((name for name in ("lo", "lo0") if name in names), None)
+
+
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set, restored afterwards (the agent's
+    workers inherit this process's environment)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def launch(argv: Sequence[str], nproc: int, *, nnodes: str | int = "1", rdzv_endpoint: str | None = None,
+           rdzv_id: str | None = None, max_restarts: int = 0, env: Mapping[str, str] | None = None) -> None:
+    """Run ``argv`` (program and arguments) in ``nproc`` workers under torch's
+    elastic agent; return when every worker has exited 0. Raises ParallelError
+    (see the module docstring) otherwise."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    low, high = parse_nnodes(nnodes)
+    standalone = rdzv_endpoint is None
+    if standalone and high > 1:
+        raise UsageError(f"invalid nnodes={nnodes!r} without rdzv_endpoint: many machines need a rendezvous "
+                         "they all reach (--rdzv-endpoint HOST:PORT)")
+    values = dict(env or {})
+    if standalone:
+        rendezvous.register()
+        lo = loopback_interface()
+        if lo is not None:  # gloo's and NCCL's own sockets on the loopback interface only
+            values.setdefault("GLOO_SOCKET_IFNAME", lo)
+            values.setdefault("NCCL_SOCKET_IFNAME", lo)
+    config = LaunchConfig(
+        min_nodes=low, max_nodes=high, nproc_per_node=nproc, run_id=rdzv_id or str(uuid.uuid4()),
+        rdzv_backend=rendezvous.NAME if standalone else "c10d",
+        rdzv_endpoint=f"{rendezvous.LOOPBACK}:0" if standalone else check_endpoint(rdzv_endpoint),
+        local_addr=rendezvous.LOOPBACK if standalone else None,
+        max_restarts=max_restarts, monitor_interval=MONITOR_INTERVAL, start_method="spawn",
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+    )
+    program, *args = argv
+    try:
+        with _environ(values):
+            elastic_launch(config, program)(*args)
+    except ChildFailedError as exc:
+        raise failure(exc, nproc * low) from None
+
+
+def failure(exc, world: int) -> ParallelError:
+    """One line for the rank that failed first."""
+    rank, f = exc.get_first_failure()
+    who = f"rank {rank} of {world}"
+    if f.exitcode is not None and f.exitcode < 0:
+        try:
+            name = signal.Signals(-f.exitcode).name
+        except ValueError:
+            name = f"signal {-f.exitcode}"
+        return ParallelError(f"data-parallel {who} died: it was killed by {name}")
+    message = f.message if isinstance(f.message, str) else ""
+    line = next((ln.strip() for ln in message.splitlines() if ln.strip() and "pytorch.org" not in ln), "")
+    tail = f": {line}" if line else ""
+    return ParallelError(f"data-parallel {who} failed: it exited with status {f.exitcode}{tail}")
+
+
+__all__ = ["ParallelError", "launch", "parse_nnodes"]

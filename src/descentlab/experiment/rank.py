@@ -1,0 +1,49 @@
+"""One worker of ``descentlab train --nproc N``: ``python -m descentlab.experiment.rank SPEC``.
+
+Started by torch's elastic agent (:mod:`descentlab.distributed.launch`) with
+torchrun's environment. SPEC is a JSON file: the run's configuration and the
+file where rank 0 puts the outcome for the launching process (the summary, or
+an error every rank met the same way — bad input, divergence — which is
+reported, not restarted). Anything else is a failure of this worker: it exits
+non-zero and the agent restarts the group or ends the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from torch.distributed.elastic.multiprocessing.errors import record
+
+
+def _write(path: Path, outcome: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(outcome, default=str))
+    os.replace(tmp, path)
+
+
+@record
+def main(argv: list[str]) -> int:
+    from .config import TrainConfig
+    from .parallel import decided_kind, run_rank
+
+    spec = json.loads(Path(argv[0]).read_text())
+    config = TrainConfig(**spec["config"])
+    rank = int(os.environ["RANK"])
+    try:
+        summary = run_rank(config)
+        outcome = {"status": "ok", "summary": summary}
+    except Exception as exc:
+        kind = decided_kind(exc)
+        if kind is None:
+            raise
+        outcome = {"status": "error", "kind": kind, "text": str(exc)}
+    if rank == 0:
+        _write(Path(spec["result"]), outcome)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

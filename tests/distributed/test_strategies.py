@@ -1,0 +1,111 @@
+"""--strategy zero and fsdp with 2 gloo processes equal one process for the named
+optimizers that most need care under sharding, their checkpoints load in one
+process and in another number of processes, and DiLoCo runs from train."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from descentlab.cli import main
+from descentlab.train import checkpoint as ckpt
+
+HERE = Path(__file__).parent
+WORKLOAD = f"{HERE / 'double_workload.py'}:make"
+
+
+def train(*args: str) -> list[str]:
+    return ["train", "--workload", WORKLOAD, "--quiet", *args]
+
+
+def final(out: Path) -> dict:
+    state, _ = ckpt.load_latest(out / "checkpoints")
+    return state
+
+
+def relative(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).norm() / a[k].norm().clamp_min(1e-30)) for k in a)
+
+
+OPTIMIZERS = ["adamw", "muon", "adafactor", "lamb"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("strategies")
+    for opt in OPTIMIZERS:
+        args = train("--optimizer", opt, "--steps", "100", "--checkpoint-every", "50")
+        assert main([*args, "--out", str(root / f"{opt}-one")]) == 0
+        for strategy in ("zero", "fsdp"):
+            assert main([*args, "--nproc", "2", "--strategy", strategy, "--out", str(root / f"{opt}-{strategy}")]) == 0
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["zero", "fsdp"])
+@pytest.mark.parametrize("opt", OPTIMIZERS)
+def test_two_sharded_processes_equal_one_after_100_steps(runs, opt, strategy):
+    a, b = final(runs / f"{opt}-one"), final(runs / f"{opt}-{strategy}")
+    assert a["loop"]["step"] == b["loop"]["step"] == 100
+    assert relative(a["model"], b["model"]) <= 1e-5
+    # the optimizer state is gathered into the one-process format: same keys, same values
+    sa, sb = a["optimizer"], b["optimizer"]
+    assert sorted(sa["state"]) == sorted(sb["state"])
+    for i, state in sa["state"].items():
+        assert sorted(state) == sorted(sb["state"][i])
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and v.numel() > 1:
+                assert float((v - sb["state"][i][k]).norm() / v.norm().clamp_min(1e-30)) <= 1e-5, (i, k)
+    summary = json.loads((runs / f"{opt}-{strategy}" / "summary.json").read_text())
+    assert summary["strategy"] == strategy and summary["nproc"] == 2
+
+
+def _interrupt(src: Path, dst: Path) -> None:
+    """A copy of a finished 100-step run as if killed after its step-50 checkpoint."""
+    shutil.copytree(src, dst)
+    for step, path in ckpt.step_checkpoints(dst / "checkpoints"):
+        if step > 50:
+            path.unlink()
+    (dst / "summary.json").unlink()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy, resume_with", [
+    ("zero", []),                                    # in one process
+    ("zero", ["--nproc", "2", "--strategy", "fsdp"]),  # in two, sharded the other way
+    ("fsdp", []),
+])
+def test_a_sharded_checkpoint_resumes_elsewhere(runs, tmp_path, strategy, resume_with):
+    out = tmp_path / "resumed"
+    _interrupt(runs / f"adamw-{strategy}", out)
+    assert main([*train("--optimizer", "adamw", "--steps", "100", "--checkpoint-every", "50"), *resume_with,
+                 "--out", str(out), "--resume"]) == 0
+    assert relative(final(runs / "adamw-one")["model"], final(out)["model"]) <= 1e-5
+
+
+@pytest.mark.slow
+def test_diloco_from_train_resumes_mid_period_exactly(tmp_path, capsys):
+    args = train("--optimizer", "adamw", "--steps", "60", "--checkpoint-every", "30", "--nproc", "2",
+                 "--strategy", "diloco", "--sync-every", "20")
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main([*args, "--out", str(whole)]) == 0
+    state = final(whole)
+    assert len(state["ranks"]) == 2  # the processes differ between synchronisations: both are kept
+    shutil.copytree(whole, cut)
+    for step, path in ckpt.step_checkpoints(cut / "checkpoints"):
+        if step > 30:  # 30 = 1.5 periods: mid-period
+            path.unlink()
+    (cut / "summary.json").unlink()
+    assert main([*args, "--out", str(cut), "--resume"]) == 0
+    b = final(cut)
+    for key in state["model"]:
+        assert torch.equal(state["model"][key], b["model"][key]), key
+    # in one process the checkpoint is refused with the reason
+    one = [*args[:args.index("--nproc")], "--nproc", "1", *args[args.index("--nproc") + 2:]]
+    capsys.readouterr()
+    assert main([*one, "--out", str(cut), "--resume"]) == 2
+    assert "this DiLoCo checkpoint was written by 2 processes and resumes in as many" in capsys.readouterr().err

@@ -1,0 +1,163 @@
+"""The engine is torch's own: `train --nproc N` through torch's elastic agent,
+`torchrun ... -m descentlab train` from the environment, restarts that resume
+exactly, a dead worker named, and nothing listening beyond loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from descentlab.cli import main
+from descentlab.train import checkpoint as ckpt
+
+from ..processes import cli
+
+MLP = ["train", "--workload", "mnist1d-mlp", "--quiet"]
+# float64: what differs from one process is then the strategy, not the order of float32 sums
+# (which Adam amplifies about tenfold every 20 steps; see double_workload.py)
+DOUBLE = ["train", "--workload", f"{Path(__file__).parent / 'double_workload.py'}:make", "--quiet"]
+
+
+def final(out: Path) -> dict:
+    state, _ = ckpt.load_latest(out / "checkpoints")
+    return state
+
+
+def relative(a: dict, b: dict) -> float:
+    """The largest relative difference ‖a−b‖/‖a‖ over the model's tensors."""
+    return max(float((a[k].double() - b[k].double()).norm() / a[k].double().norm().clamp_min(1e-30)) for k in a)
+
+
+def torchrun(*args: str) -> subprocess.CompletedProcess:
+    """torchrun itself, on the loopback rendezvous (nothing listens beyond 127.0.0.1; torchrun's
+    --standalone is the same worker path with torch's c10d store on every interface)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--rdzv-backend", "descentlab-loopback",
+           "--rdzv-endpoint", "127.0.0.1:0", "--nnodes", "1", "--nproc-per-node", "2",
+           "-m", "descentlab", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """momentum and adamw, 100 steps of mnist1d-mlp in float64: one process, --nproc 2, torchrun."""
+    root = tmp_path_factory.mktemp("torchrun")
+    for opt in ("momentum", "adamw"):
+        args = [*DOUBLE, "--optimizer", opt, "--steps", "100"]
+        assert main([*args, "--out", str(root / f"{opt}-one")]) == 0
+        assert main([*args, "--nproc", "2", "--out", str(root / f"{opt}-nproc")]) == 0
+        done = torchrun(*args[0:], "--out", str(root / f"{opt}-torchrun"))
+        assert done.returncode == 0, done.stderr[-2000:]
+    return root
+
+
+@pytest.mark.parametrize("opt", ["momentum", "adamw"])
+@pytest.mark.parametrize("how", ["nproc", "torchrun"])
+def test_two_processes_equal_one(runs, opt, how):
+    one, two = runs / f"{opt}-one", runs / f"{opt}-{how}"
+    a, b = final(one), final(two)
+    assert a["loop"]["step"] == b["loop"]["step"] == 100
+    assert relative(a["model"], b["model"]) <= 1e-5
+    files = {str(p.relative_to(one)) for p in one.rglob("*")}
+    assert files == {str(p.relative_to(two)) for p in two.rglob("*")}  # rank 0 writes what one process writes
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["nproc"] == 2 and summary["strategy"] == "ddp" and summary["status"] == "finished"
+
+
+def _workers(parent: int) -> dict[int, int]:
+    """rank -> pid of the workers the agent in ``parent`` started (torchrun's RANK is in their environment)."""
+    found = {}
+    for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) != parent:
+            continue
+        for item in env:
+            if item.startswith(b"RANK="):
+                found[int(item[5:])] = pid
+    return found
+
+
+def _kill_rank(proc: subprocess.Popen, out: Path, rank: int, step: int) -> int:
+    """SIGKILL worker ``rank`` once rank 0 has checkpointed ``step``; returns the newest checkpoint's step."""
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if any(s >= step for s, _ in ckpt.step_checkpoints(out / "checkpoints")):
+            break
+        time.sleep(0.01)
+    workers = _workers(proc.pid)
+    assert proc.poll() is None and rank in workers, "the run finished before a worker could be killed"
+    os.kill(workers[rank], signal.SIGKILL)
+    return max(s for s, _ in ckpt.step_checkpoints(out / "checkpoints"))
+
+
+LONG = [*MLP, "--optimizer", "adamw", "--steps", "800", "--checkpoint-every", "100", "--nproc", "2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("restart") / "whole"
+    assert main([*LONG, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_restarted_and_the_run_ends_as_an_uninterrupted_one(uninterrupted, tmp_path):
+    out = tmp_path / "run"
+    proc = cli(*LONG, "--max-restarts", "1", "--out", str(out))
+    killed_at = _kill_rank(proc, out, rank=1, step=200)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr.decode()[-3000:]
+    assert killed_at < 800
+    a, b = final(uninterrupted), final(out)
+    assert b["loop"]["step"] == 800
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    for i, state in a["optimizer"]["state"].items():
+        for k, v in state.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["optimizer"]["state"][i][k])), (i, k)
+    assert json.loads((out / "summary.json").read_text())["steps"] == 800
+
+
+@pytest.mark.slow
+def test_without_restarts_a_dead_worker_ends_the_job_naming_its_rank(tmp_path):
+    out = tmp_path / "run"
+    proc = cli(*LONG, "--out", str(out))
+    _kill_rank(proc, out, rank=1, step=100)
+    killed = time.monotonic()
+    _, stderr = proc.communicate(timeout=120)
+    assert time.monotonic() - killed < 60
+    assert proc.returncode == 1
+    err = stderr.decode()
+    last = err.strip().splitlines()[-1]
+    assert last == "descentlab: failed: ParallelError: data-parallel rank 1 of 2 died: it was killed by SIGKILL"
+    assert "Traceback" not in err.split("descentlab: failed")[-1]
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--strategy", "nosuch"], "invalid choice: 'nosuch'"),
+    (["--comm-hook", "nosuch"], "invalid comm_hook='nosuch'"),
+    (["--strategy", "fsdp", "--comm-hook", "bf16"], "invalid comm_hook='bf16' with strategy='fsdp'"),
+    (["--max-restarts", "-1"], "invalid max_restarts=-1"),
+    (["--nnodes", "2"], "invalid nnodes='2' without rdzv_endpoint"),
+    (["--nnodes", "3:2", "--rdzv-endpoint", "h:1"], "invalid nnodes='3:2'"),
+    (["--rdzv-endpoint", "nohost"], "invalid rdzv_endpoint='nohost'"),
+    (["--sync-every", "0", "--strategy", "diloco"], "invalid sync_every=0"),
+    (["--outer-momentum", "1.0", "--strategy", "diloco"], "invalid outer_momentum=1.0"),
+])
+def test_bad_distributed_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
+    out = tmp_path / "out"
+    assert main([*MLP, "--steps", "5", "--nproc", "2", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.strip().count("\n") == 0, err
+    assert not out.exists()
