@@ -45,7 +45,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-every", type=int, help="evaluate every N steps (default: each epoch, or 20 times a run)")
     p.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N steps (default: 10 per run)")
     p.add_argument("--resume", action="store_true", default=None, help="continue the run in --out from its newest valid checkpoint")
-    p.add_argument("--nproc", type=int, help="data-parallel processes (default 1)")
+    p.add_argument("--nproc", type=int, help="data-parallel processes on this machine (default 1), started by "
+                   "torch's elastic agent; under torchrun, torchrun's --nproc-per-node says it")
+    p.add_argument("--strategy", choices=["ddp", "zero", "fsdp", "diloco"],
+                   help="how the processes share the work: ddp (default), zero (optimizer state sharded), "
+                   "fsdp (everything sharded, FSDP2), diloco (parameters averaged every --sync-every steps)")
+    p.add_argument("--comm-hook", help="DDP communication hook: allreduce, bf16, fp16 or powersgd")
+    p.add_argument("--sync-every", type=int, help="diloco: inner steps between synchronisations (default 20)")
+    p.add_argument("--outer-lr", type=float, help="diloco: outer Nesterov SGD lr (default 0.7)")
+    p.add_argument("--outer-momentum", type=float, help="diloco: outer momentum (default 0.9)")
+    p.add_argument("--max-restarts", type=int, help="restart a failed group up to K times; it resumes from "
+                   "the newest checkpoint (default 0)")
+    p.add_argument("--nnodes", help="machines, N or MIN:MAX (with --rdzv-endpoint; default 1)")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous of the machines (torch's c10d)")
     p.add_argument("--config", help="YAML file of settings (keys as the flags, e.g. batch_size: 64)")
     p.add_argument("--out", help="output folder: summary.json, metrics.csv, checkpoints/, runs.sqlite")
     p.add_argument("--data-dir", help="folder of data files (mnist-cnn: the MNIST IDX files)")
@@ -84,6 +96,14 @@ def config_from_args(args: argparse.Namespace):
         "checkpoint_every": args.checkpoint_every,
         "resume": args.resume,
         "nproc": args.nproc,
+        "strategy": args.strategy,
+        "comm_hook": args.comm_hook,
+        "sync_every": args.sync_every,
+        "outer_lr": args.outer_lr,
+        "outer_momentum": args.outer_momentum,
+        "max_restarts": args.max_restarts,
+        "nnodes": args.nnodes,
+        "rdzv_endpoint": args.rdzv_endpoint,
         "out": args.out,
         "data_dir": args.data_dir,
         "device": args.device,
@@ -100,12 +120,16 @@ def run(args: argparse.Namespace) -> int:
     from ..experiment import train
     from ..train.trainer import NonFiniteLossError
 
+    import os
+
     config = config_from_args(args)
-    try:  # --nproc > 1: data-parallel processes (experiment.parallel)
+    try:  # --nproc > 1, or under torchrun: data-parallel processes (experiment.parallel)
         summary = train(config, log=lambda msg: print(msg, file=sys.stderr))
     except NonFiniteLossError as exc:
         print(f"descentlab: training diverged: {exc}", file=sys.stderr)
         return 1
+    if os.environ.get("RANK", "0") != "0" or not summary:  # another rank writes and says it
+        return 0
     final = summary["final"]
     metric = summary["metric"]
     line = (
