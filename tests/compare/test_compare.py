@@ -134,3 +134,32 @@ def test_a_strategy_file_can_give_param_groups_by_module_and_name(tmp_path):
     bad.write_text("- {optimizer: adamw, groups: [{lr: 0.1}]}\n")
     with pytest.raises(ValueError, match="selects nothing"):
         from_file(bad)
+
+
+def test_a_strategy_file_can_put_diloco_around_an_optimizer(tmp_path, capsys):
+    """diloco: {sync_every, outer_lr, outer_momentum}: DiLoCo around the named optimizer (one process per run)."""
+    from descentlab.distributed.diloco import DiLoCo
+
+    path = tmp_path / "s.yaml"
+    path.write_text("- {optimizer: adamw}\n- {name: adamw-diloco, optimizer: adamw, diloco: {sync_every: 10}}\n")
+    out = tmp_path / "cmp"
+    linreg = ["--workload", "linreg", "--steps", "40", "--eval-every", "10", "--quiet", "--jobs", "1"]
+    assert main(["compare", *linreg, "--strategies", str(path), "--out", str(out)]) == 0
+    rows = {r["strategy"]: r for r in read_csv(out / "summary.csv")}
+    assert set(rows) == {"adamw", "adamw-diloco"} and all(r["status"] == "finished" for r in rows.values())
+    assert rows["adamw"]["final_metric"] != rows["adamw-diloco"]["final_metric"]  # the outer step changed the run
+    (plain, diloco) = from_file(path)
+    assert diloco.diloco == {"sync_every": 10, "outer_lr": 0.7, "outer_momentum": 0.9} and plain.diloco is None
+    from descentlab import workloads
+    from descentlab.compare.runner import _build
+
+    _, opt, _ = _build(workloads.load("digits-mlp"), diloco, 0, 40)
+    assert isinstance(opt, DiLoCo) and opt.sync_every == 10
+    bad = tmp_path / "bad.yaml"
+    for text, words in (("- {optimizer: adamw, diloco: {every: 3}}\n", "invalid diloco={'every': 3}"),
+                        ("- {optimizer: adamw, diloco: {sync_every: 0}}\n", "invalid sync_every=0")):
+        bad.write_text(text)
+        capsys.readouterr()
+        assert main(["compare", *FAST, "--strategies", str(bad), "--out", str(tmp_path / "bad")]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.strip().count("\n") == 0

@@ -28,6 +28,7 @@ at construction and one all-reduce per outer step (one of each per parameter dty
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -239,6 +240,28 @@ class DiLoCo(torch.optim.Optimizer):
             for p, t in zip(local, theta):
                 p.copy_(t)
         self.steps_since_sync = 0
+
+    @contextlib.contextmanager
+    def averaged(self):
+        """The parameters set to θ, the model the processes agree on (the last
+        outer step's), inside the block; this process's own back afterwards.
+
+        The Trainer evaluates (and keeps "best" weights) inside it, so that every
+        process evaluates the same model and early stopping, plateau schedules
+        and the best checkpoint decide the same everywhere between synchronisations."""
+        if self.steps_since_sync == 0:  # just synchronised: the parameters are θ
+            yield
+            return
+        with torch.no_grad():
+            own = [p.detach().clone() for p in self._params]
+            for p, t in zip(self._params, self.global_params):
+                p.copy_(t)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, o in zip(self._params, own):
+                    p.copy_(o)
 
     # -- schedule-free inner optimizers ---------------------------------------------
 

@@ -430,6 +430,11 @@ class Trainer:
             fn()
 
     def _validate(self, val: Any) -> None:
+        averaged = getattr(self.optimizer, "averaged", None)  # DiLoCo: the model the processes agree on
+        with averaged() if callable(averaged) else contextlib.nullcontext():
+            self._validate_here(val)
+
+    def _validate_here(self, val: Any) -> None:
         results = {f"val_{k}": v for k, v in self.evaluate(val).items()}
         logs = {"step": self.step, "epoch": self.epoch, **results}
         self.history.log(self.step, self.train_seconds, logs, evaluation=True)
