@@ -32,16 +32,41 @@ def relative(a: dict, b: dict) -> float:
 
 
 OPTIMIZERS = ["adamw", "muon", "adafactor", "lamb"]
+ARGS = ("--steps", "100", "--checkpoint-every", "50")
+
+
+def _ranks(rank: int, store: str, root: str) -> None:
+    """Both ranks of every (optimizer, strategy) run but adamw's, in one launch (imports are slow here):
+    run_training in a gloo group, as `train --nproc 2 --strategy S` runs it in each worker."""
+    import os
+
+    import torch.distributed as dist
+
+    from descentlab.experiment.config import TrainConfig
+    from descentlab.experiment.run import run_training
+
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        for opt in OPTIMIZERS[1:]:
+            for strategy in ("zero", "fsdp"):
+                run_training(TrainConfig(workload=WORKLOAD, optimizer=opt, steps=100, checkpoint_every=50, nproc=2,
+                                         strategy=strategy, quiet=True, out=f"{root}/{opt}-{strategy}"),
+                             log=lambda msg: None)
+    finally:
+        dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("strategies")
     for opt in OPTIMIZERS:
-        args = train("--optimizer", opt, "--steps", "100", "--checkpoint-every", "50")
-        assert main([*args, "--out", str(root / f"{opt}-one")]) == 0
-        for strategy in ("zero", "fsdp"):
-            assert main([*args, "--nproc", "2", "--strategy", strategy, "--out", str(root / f"{opt}-{strategy}")]) == 0
+        assert main([*train("--optimizer", opt, *ARGS), "--out", str(root / f"{opt}-one")]) == 0
+    for strategy in ("zero", "fsdp"):  # adamw end to end: the command, torch's elastic agent, the workers
+        assert main([*train("--optimizer", "adamw", *ARGS), "--nproc", "2", "--strategy", strategy,
+                     "--out", str(root / f"adamw-{strategy}")]) == 0
+    torch.multiprocessing.spawn(_ranks, args=(str(root / "store"), str(root)), nprocs=2, join=True)
     return root
 
 
@@ -82,7 +107,7 @@ def _interrupt(src: Path, dst: Path) -> None:
 def test_a_sharded_checkpoint_resumes_elsewhere(runs, tmp_path, strategy, resume_with):
     out = tmp_path / "resumed"
     _interrupt(runs / f"adamw-{strategy}", out)
-    assert main([*train("--optimizer", "adamw", "--steps", "100", "--checkpoint-every", "50"), *resume_with,
+    assert main([*train("--optimizer", "adamw", *ARGS), *resume_with,
                  "--out", str(out), "--resume"]) == 0
     assert relative(final(runs / "adamw-one")["model"], final(out)["model"]) <= 1e-5
 

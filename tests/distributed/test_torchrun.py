@@ -161,3 +161,23 @@ def test_bad_distributed_input_is_one_line_and_exit_2(tmp_path, capsys, argv, wo
     err = capsys.readouterr().err
     assert words in err and err.strip().count("\n") == 0, err
     assert not out.exists()
+
+
+def test_two_machines_on_one_rendezvous_equal_one_process(runs, tmp_path):
+    """--nnodes 2 --rdzv-endpoint: two agents ("machines") of one process each, here both on
+    127.0.0.1 (the loopback rendezvous; the first agent serves the store on the port)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [*DOUBLE, "--optimizer", "adamw", "--steps", "100", "--nnodes", "2", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+    nodes = [cli(*args, "--out", str(tmp_path / f"node{i}")) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], [e.decode()[-2000:] for _, e in outs]
+    written = [d for d in (tmp_path / "node0", tmp_path / "node1") if (d / "summary.json").exists()]
+    assert len(written) == 1  # rank 0's machine writes, the other says so
+    assert any(b"rank 0's machine has the summary" in e for _, e in outs)
+    summary = json.loads((written[0] / "summary.json").read_text())
+    assert summary["nproc"] == 2 and summary["steps"] == 100
+    assert relative(final(runs / "adamw-one")["model"], final(written[0])["model"]) <= 1e-5

@@ -128,7 +128,10 @@ def run(args: argparse.Namespace) -> int:
     except NonFiniteLossError as exc:
         print(f"descentlab: training diverged: {exc}", file=sys.stderr)
         return 1
-    if os.environ.get("RANK", "0") != "0" or not summary:  # another rank writes and says it
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: rank 0 writes and says it
+        return 0
+    if not summary:  # --nnodes: rank 0 ran on another machine
+        print("this machine's ranks finished; rank 0's machine has the summary", file=sys.stderr)
         return 0
     final = summary["final"]
     metric = summary["metric"]

@@ -96,21 +96,23 @@ def launch(argv: Sequence[str], nproc: int, *, nnodes: str | int = "1", rdzv_end
 
     low, high = parse_nnodes(nnodes)
     standalone = rdzv_endpoint is None
+    # an endpoint on this machine's loopback: the loopback rendezvous, with agents sharing its port
+    loopback = standalone or check_endpoint(rdzv_endpoint).rpartition(":")[0] in (rendezvous.LOOPBACK, "localhost")
     if standalone and high > 1:
         raise UsageError(f"invalid nnodes={nnodes!r} without rdzv_endpoint: many machines need a rendezvous "
                          "they all reach (--rdzv-endpoint HOST:PORT)")
     values = dict(env or {})
-    if standalone:
+    if loopback:
         rendezvous.register()
         lo = loopback_interface()
         if lo is not None:  # gloo's and NCCL's own sockets on the loopback interface only
             values.setdefault("GLOO_SOCKET_IFNAME", lo)
             values.setdefault("NCCL_SOCKET_IFNAME", lo)
     config = LaunchConfig(
-        min_nodes=low, max_nodes=high, nproc_per_node=nproc, run_id=rdzv_id or str(uuid.uuid4()),
-        rdzv_backend=rendezvous.NAME if standalone else "c10d",
-        rdzv_endpoint=f"{rendezvous.LOOPBACK}:0" if standalone else check_endpoint(rdzv_endpoint),
-        local_addr=rendezvous.LOOPBACK if standalone else None,
+        min_nodes=low, max_nodes=high, nproc_per_node=nproc, run_id=rdzv_id or (str(uuid.uuid4()) if standalone else "none"),
+        rdzv_backend=rendezvous.NAME if loopback else "c10d",
+        rdzv_endpoint=f"{rendezvous.LOOPBACK}:0" if standalone else rdzv_endpoint,
+        local_addr=rendezvous.LOOPBACK if loopback else None,
         max_restarts=max_restarts, monitor_interval=MONITOR_INTERVAL, start_method="spawn",
         shutdown_timeout=SHUTDOWN_TIMEOUT,
     )

@@ -16,11 +16,15 @@ point ``torchrun.handlers`` (``pyproject.toml``)::
              --nnodes 1 --nproc-per-node 2 -m descentlab train ...
 
 Many machines need a rendezvous the others can reach: torch's "c10d"
-(``--rdzv-endpoint HOST:PORT``), which descentlab uses as it is.
+(``--rdzv-endpoint HOST:PORT``), which descentlab uses as it is. An endpoint
+on 127.0.0.1 with several agents (``--nnodes 2`` twice on one machine, as the
+tests do) stays on this backend: the first agent serves the store on the
+fixed port, the others connect to it.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
 from datetime import timedelta
 
@@ -60,7 +64,12 @@ def create_handler(params):
         raise ValueError(f"invalid rdzv endpoint {params.endpoint!r} for {NAME}: expected 127.0.0.1:PORT "
                          "(this rendezvous is for one machine; use --rdzv-backend c10d for many)")
     timeout = float(params.get_as_int("read_timeout", 300) or 300)
-    store = loopback_store(port, timeout=timeout)
+    try:
+        store = loopback_store(port, timeout=timeout)
+    except OSError as exc:  # another agent on this machine serves it (several "nodes" on one machine)
+        if port == 0 or exc.errno != errno.EADDRINUSE:
+            raise
+        store = dist.TCPStore(LOOPBACK, port, is_master=False, multi_tenant=True, timeout=timedelta(seconds=timeout))
     class Backend(C10dRendezvousBackend):  # torch's, under this backend's name
         @property
         def name(self) -> str:

@@ -70,7 +70,7 @@ def train(config: TrainConfig, *, log: Callable[[str], None] = _stderr) -> dict[
     Returns the summary (rank 0's; other ranks of a torchrun job get theirs)."""
     if under_torchrun() and not (dist.is_available() and dist.is_initialized()):
         return run_rank(config, log=log)
-    if config.nproc > 1 and not (dist.is_available() and dist.is_initialized()):
+    if (config.nproc > 1 or str(config.nnodes) != "1") and not (dist.is_available() and dist.is_initialized()):
         return run_parallel(config, log=log)
     return run_training(config, log=log)
 
