@@ -117,10 +117,10 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from ..experiment import train
     from ..train.trainer import NonFiniteLossError
-
-    import os
 
     config = config_from_args(args)
     try:  # --nproc > 1, or under torchrun: data-parallel processes (experiment.parallel)
@@ -148,4 +148,4 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["HELP", "add_arguments", "run", "UsageError"]
+__all__ = ["HELP", "UsageError", "add_arguments", "run"]
