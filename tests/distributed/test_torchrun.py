@@ -181,3 +181,16 @@ def test_two_machines_on_one_rendezvous_equal_one_process(runs, tmp_path):
     summary = json.loads((written[0] / "summary.json").read_text())
     assert summary["nproc"] == 2 and summary["steps"] == 100
     assert relative(final(runs / "adamw-one")["model"], final(written[0])["model"]) <= 1e-5
+
+
+def test_a_script_with_the_trainer_runs_under_torchrun_as_it_is(tmp_path):
+    script = Path(__file__).parent / "trainer_script.py"
+    one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    done = subprocess.run([sys.executable, str(script), str(one)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--rdzv-backend", "descentlab-loopback",
+           "--rdzv-endpoint", "127.0.0.1:0", "--nnodes", "1", "--nproc-per-node", "2", str(script), str(two)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = (torch.load(p, weights_only=True) for p in (one, two))
+    assert relative(a, b) <= 1e-5

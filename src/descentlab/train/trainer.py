@@ -92,7 +92,9 @@ class Trainer:
             (skip the step; stop after ``max_skips`` consecutive skips).
         log_every: record the training loss every N steps.
         distributed: train data-parallel in the initialized ``torch.distributed``
-            process group (``descentlab train --nproc N``, or torchrun): the model
+            process group (``descentlab train --nproc N``, or torchrun; under
+            torchrun without a group the Trainer joins one from torchrun's
+            environment, so a script runs under torchrun as it is): the model
             trains through DistributedDataParallel, each process reads only rows
             ``rank::world`` of every (global) batch, and only rank 0 writes
             checkpoints. Implied when ``model`` is already a DistributedDataParallel.
@@ -170,7 +172,7 @@ class Trainer:
         self.rank, self.world = 0, 1
         if wrapper is not None or distributed:
             if not (dist.is_available() and dist.is_initialized()):
-                raise ValueError("distributed=True needs an initialized torch.distributed process group")
+                _join_from_environment(self.device)
             self.rank, self.world = dist.get_rank(), dist.get_world_size()
             if wrapper is None and (strategies.is_fsdp(self.model) or strategies.averages_parameters(optimizer)):
                 wrapper = self.model  # FSDP averages the gradients itself; DiLoCo the parameters
@@ -548,6 +550,19 @@ class Trainer:
     def _emit(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:
             getattr(cb, hook)(self, *args)
+
+
+def _join_from_environment(device: torch.device) -> None:
+    """distributed=True without a process group: join torchrun's (from its environment
+    variables), so that a script with a Trainer runs under torchrun as it is."""
+    import os
+
+    if not all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")):
+        raise ValueError("distributed=True needs an initialized torch.distributed process group, or torchrun's "
+                         "environment (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) to join one")
+    if device.type == "cuda":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
 class _FullState:
