@@ -154,6 +154,7 @@ def test_without_restarts_a_dead_worker_ends_the_job_naming_its_rank(tmp_path):
     (["--rdzv-endpoint", "nohost"], "invalid rdzv_endpoint='nohost'"),
     (["--sync-every", "0", "--strategy", "diloco"], "invalid sync_every=0"),
     (["--outer-momentum", "1.0", "--strategy", "diloco"], "invalid outer_momentum=1.0"),
+    (["--strategy", "zero", "--optimizer", "prodigy"], "invalid strategy='zero' for optimizer='prodigy'"),
 ])
 def test_bad_distributed_input_is_one_line_and_exit_2(tmp_path, capsys, argv, words):
     out = tmp_path / "out"

@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 
 from ..distributed.launch import ParallelError, launch
+from ..distributed.strategy import check_optimizer
 from ..errors import UsageError
 from .config import TrainConfig
 from .lock import hold
@@ -87,6 +88,7 @@ def run_parallel(config: TrainConfig, *, log: Callable[[str], None] = _stderr) -
         return run_training(config, log=log)
     # Validate here, before any process starts: bad input is one line, exit 2.
     plan = resolve(resumed_config(config, log=lambda msg: None))
+    check_optimizer(config.strategy, plan["optimizer"])
     n_train = plan["workload"].num_examples("train")
     batch = plan["batch_size"]
     rows = n_train if batch == "full" else min(batch, n_train)
