@@ -47,19 +47,19 @@ def torchrun(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """momentum and adamw, 100 steps of mnist1d-mlp in float64: one process, --nproc 2, torchrun."""
+    """momentum and adamw, 100 steps of mnist1d-mlp in float64: one process, --nproc 2, torchrun (adamw)."""
     root = tmp_path_factory.mktemp("torchrun")
     for opt in ("momentum", "adamw"):
         args = [*DOUBLE, "--optimizer", opt, "--steps", "100"]
         assert main([*args, "--out", str(root / f"{opt}-one")]) == 0
         assert main([*args, "--nproc", "2", "--out", str(root / f"{opt}-nproc")]) == 0
-        done = torchrun(*args[0:], "--out", str(root / f"{opt}-torchrun"))
-        assert done.returncode == 0, done.stderr[-2000:]
+    # torchrun itself for adamw (the same workers as --nproc, started by the user's torchrun)
+    done = torchrun(*DOUBLE, "--optimizer", "adamw", "--steps", "100", "--out", str(root / "adamw-torchrun"))
+    assert done.returncode == 0, done.stderr[-2000:]
     return root
 
 
-@pytest.mark.parametrize("opt", ["momentum", "adamw"])
-@pytest.mark.parametrize("how", ["nproc", "torchrun"])
+@pytest.mark.parametrize("opt, how", [("momentum", "nproc"), ("adamw", "nproc"), ("adamw", "torchrun")])
 def test_two_processes_equal_one(runs, opt, how):
     one, two = runs / f"{opt}-one", runs / f"{opt}-{how}"
     a, b = final(one), final(two)
@@ -101,7 +101,7 @@ def _kill_rank(proc: subprocess.Popen, out: Path, rank: int, step: int) -> int:
     return max(s for s, _ in ckpt.step_checkpoints(out / "checkpoints"))
 
 
-LONG = [*MLP, "--optimizer", "adamw", "--steps", "800", "--checkpoint-every", "100", "--nproc", "2"]
+LONG = [*MLP, "--optimizer", "adamw", "--steps", "400", "--checkpoint-every", "50", "--nproc", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -115,25 +115,25 @@ def uninterrupted(tmp_path_factory):
 def test_a_killed_worker_is_restarted_and_the_run_ends_as_an_uninterrupted_one(uninterrupted, tmp_path):
     out = tmp_path / "run"
     proc = cli(*LONG, "--max-restarts", "1", "--out", str(out))
-    killed_at = _kill_rank(proc, out, rank=1, step=200)
+    killed_at = _kill_rank(proc, out, rank=1, step=150)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr.decode()[-3000:]
-    assert killed_at < 800
+    assert killed_at < 400
     a, b = final(uninterrupted), final(out)
-    assert b["loop"]["step"] == 800
+    assert b["loop"]["step"] == 400
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     for i, state in a["optimizer"]["state"].items():
         for k, v in state.items():
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["optimizer"]["state"][i][k])), (i, k)
-    assert json.loads((out / "summary.json").read_text())["steps"] == 800
+    assert json.loads((out / "summary.json").read_text())["steps"] == 400
 
 
 @pytest.mark.slow
 def test_without_restarts_a_dead_worker_ends_the_job_naming_its_rank(tmp_path):
     out = tmp_path / "run"
     proc = cli(*LONG, "--out", str(out))
-    _kill_rank(proc, out, rank=1, step=100)
+    _kill_rank(proc, out, rank=1, step=50)
     killed = time.monotonic()
     _, stderr = proc.communicate(timeout=120)
     assert time.monotonic() - killed < 60
