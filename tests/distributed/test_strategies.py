@@ -55,6 +55,13 @@ def _ranks(rank: int, store: str, root: str) -> None:
                 run_training(TrainConfig(workload=WORKLOAD, optimizer=opt, steps=100, checkpoint_every=50, nproc=2,
                                          strategy=strategy, quiet=True, out=f"{root}/{opt}-{strategy}"),
                              log=lambda msg: None)
+        for strategy in ("zero", "fsdp"):  # a one-process checkpoint resumed in two, sharded
+            out = f"{root}/adamw-one-to-{strategy}"
+            if rank == 0:
+                _interrupt(Path(root) / "adamw-one", Path(out))
+            dist.barrier()
+            run_training(TrainConfig(workload=WORKLOAD, optimizer="adamw", steps=100, checkpoint_every=50, nproc=2,
+                                     strategy=strategy, quiet=True, out=out, resume=True), log=lambda msg: None)
     finally:
         dist.destroy_process_group()
 
@@ -94,6 +101,12 @@ def _interrupt(src: Path, dst: Path) -> None:
         if step > 50:
             path.unlink()
     (dst / "summary.json").unlink()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["zero", "fsdp"])
+def test_a_one_process_checkpoint_resumes_in_two_sharded_processes(runs, strategy):
+    assert relative(final(runs / "adamw-one")["model"], final(runs / f"adamw-one-to-{strategy}")["model"]) <= 1e-5
 
 
 @pytest.mark.slow

@@ -195,3 +195,22 @@ def test_a_script_with_the_trainer_runs_under_torchrun_as_it_is(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     a, b = (torch.load(p, weights_only=True) for p in (one, two))
     assert relative(a, b) <= 1e-5
+
+
+def test_nothing_of_the_rendezvous_outlives_the_launch(tmp_path):
+    """Its stores run server threads: left for a later garbage collection, they can be destroyed
+    in a forked child (a DataLoader worker), which then aborts. After launch() none is alive."""
+    code = (
+        "import gc, sys, os\n"
+        "from torch.distributed.elastic.rendezvous.dynamic_rendezvous import DynamicRendezvousHandler\n"
+        "from descentlab.distributed.launch import launch\n"
+        "launch([sys.executable, '-c', 'pass'], 2)\n"
+        "alive = sum(isinstance(o, DynamicRendezvousHandler) for o in gc.get_objects())\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    gc.collect(); os._exit(0)\n"
+        "print(alive, os.waitpid(pid, 0)[1])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "0"]

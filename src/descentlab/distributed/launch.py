@@ -23,6 +23,7 @@ the same on every machine), with ``nnodes`` as torchrun takes it ("2", or
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -122,6 +123,11 @@ def launch(argv: Sequence[str], nproc: int, *, nnodes: str | int = "1", rdzv_end
             elastic_launch(config, program)(*args)
     except ChildFailedError as exc:
         raise failure(exc, nproc * low) from None
+    finally:
+        # torch's agent can leave its rendezvous stores in reference cycles; destroyed
+        # later in a forked child (a DataLoader worker), a store's server thread is
+        # missing and the child aborts. Collect them here, where their threads are.
+        gc.collect()
 
 
 def failure(exc, world: int) -> ParallelError:

@@ -77,23 +77,35 @@ def create_handler(params):
 
     backend = Backend(store, params.run_id)
     handler = dynamic_rendezvous.create_handler(store, backend, params)
-    # The store the agent shares with its workers (rank 0's "bootstrap" store):
-    # torch binds it to every interface; this one listens on loopback.
-    handler._create_tcp_store_server = lambda addr, port: loopback_store(port, timeout=timeout)
-    # torch reuses that store for every round of the rendezvous, and after a
-    # restart the new workers can read the dead ones' gloo addresses from it
-    # ("Connection refused" in connectFullMesh; torchrun --standalone
-    # --max-restarts fails so in about half the restarts on this machine). A
-    # new store per round starts every round clean.
-    first = handler.next_rendezvous
-
-    def next_rendezvous():
-        handler._bootstrap_store_info = None
-        handler._shared_tcp_store_server = None
-        return first()
-
-    handler.next_rendezvous = next_rendezvous
+    handler.__class__ = _loopback_handler_class()
+    handler.store_timeout = timeout
     return handler
+
+
+def _loopback_handler_class():
+    from torch.distributed.elastic.rendezvous.dynamic_rendezvous import DynamicRendezvousHandler
+
+    class LoopbackHandler(DynamicRendezvousHandler):
+        """torch's handler with the store it shares with the workers (rank 0's
+        "bootstrap" store; torch binds it to every interface) on loopback, and a
+        new one for every round: torch reuses it across rounds, and after a
+        restart the new workers can read the dead ones' gloo addresses from it
+        ("Connection refused" in connectFullMesh; torchrun --standalone
+        --max-restarts fails so in about half the restarts on this machine).
+        A subclass, not patched methods: a closure over the handler would make
+        a reference cycle that keeps its stores (and their server threads)
+        alive until a garbage collection, which may then happen in a forked
+        child, where destroying them aborts the process."""
+
+        def _create_tcp_store_server(self, master_addr, master_port):
+            return loopback_store(master_port, timeout=self.store_timeout)
+
+        def next_rendezvous(self):
+            self._bootstrap_store_info = None
+            self._shared_tcp_store_server = None
+            return super().next_rendezvous()
+
+    return LoopbackHandler
 
 
 def handler():
