@@ -8,6 +8,7 @@ diagnostics) is a callback that hooks around it, never into it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import math
 import random
@@ -563,6 +564,14 @@ def _join_from_environment(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    # and leave it at exit: a group never destroyed can abort the process while the
+    # interpreter tears down (seen here: SIGABRT of one rank after its peer had exited)
+    atexit.register(_leave_group)
+
+
+def _leave_group() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class _FullState:
