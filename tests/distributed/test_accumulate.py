@@ -16,6 +16,8 @@ from descentlab import optim
 from descentlab.distributed import strategy, traffic
 from descentlab.train import Trainer
 
+from .exits import finish
+
 WORLD, STEPS, ACCUMULATE, BATCH = 2, 12, 2, 16
 
 
@@ -69,6 +71,7 @@ def _worker(rank: int, store: str, out: str) -> None:
             result[kind] = {"state": state, "calls": {k: v.calls for k, v in t.by_function.items()},
                             "read": rows.read}
         torch.save(result, f"{out}.{rank}")
+        finish()  # exits.py: no interpreter teardown once the results are saved
     finally:
         dist.destroy_process_group()
 

@@ -18,6 +18,8 @@ from torch.nn.parallel import DistributedDataParallel
 from descentlab.distributed.diloco import DiLoCo
 from descentlab.optim import create
 
+from .exits import finish
+
 WORLD = 2
 LR = 0.1
 
@@ -189,6 +191,7 @@ def _worker(rank: int, store: str, out: str) -> None:
         torch.save(results, os.path.join(out, f"rank{rank}.pt"))
         # 3. Resume after 7 of 2 periods of H = 5, each rank from its own checkpoint; adamw inner.
         _resume(Path(out), "resume", steps=10, stop=7, make_inner=_adamw, h=5, rank=rank)
+        finish()  # exits.py: no interpreter teardown once the results are saved
     finally:
         dist.destroy_process_group()
 

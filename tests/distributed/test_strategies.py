@@ -14,6 +14,8 @@ import torch
 from descentlab.cli import main
 from descentlab.train import checkpoint as ckpt
 
+from .exits import finish
+
 HERE = Path(__file__).parent
 WORKLOAD = f"{HERE / 'double_workload.py'}:make"
 
@@ -62,6 +64,7 @@ def _ranks(rank: int, store: str, root: str) -> None:
             dist.barrier()
             run_training(TrainConfig(workload=WORKLOAD, optimizer="adamw", steps=100, checkpoint_every=50, nproc=2,
                                      strategy=strategy, quiet=True, out=out, resume=True), log=lambda msg: None)
+        finish()  # exits.py: no interpreter teardown once the results are saved
     finally:
         dist.destroy_process_group()
 

@@ -15,6 +15,8 @@ from torch.nn.parallel import DistributedDataParallel
 from descentlab.distributed import hooks, traffic
 from descentlab.distributed.diloco import DiLoCo
 
+from .exits import finish
+
 WORLD = 2
 STEPS = 40
 SYNC_EVERY = 20
@@ -94,6 +96,7 @@ def _worker(rank: int, store: str, out: str) -> None:
         results["diloco"] = (t.bytes, t.calls)
         results["param_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
         torch.save(results, os.path.join(out, f"rank{rank}.pt"))
+        finish()  # exits.py: no interpreter teardown once the results are saved
     finally:
         dist.destroy_process_group()
 

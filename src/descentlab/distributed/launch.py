@@ -29,6 +29,7 @@ import signal
 import socket
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from ..errors import UsageError
 from . import rendezvous
@@ -130,9 +131,18 @@ def launch(argv: Sequence[str], nproc: int, *, nnodes: str | int = "1", rdzv_end
         gc.collect()
 
 
+def first_failure(failures: Mapping[int, Any]) -> tuple[int, Any]:
+    """The rank whose failure came first. torch's ``get_first_failure`` compares
+    timestamps in whole seconds, so the workers the agent itself stopped with
+    SIGTERM once it saw the failure tie with it (and rank 0 wins the tie): they
+    are passed over unless every failure is one."""
+    causes = {r: f for r, f in failures.items() if f.exitcode != -signal.SIGTERM} or dict(failures)
+    return min(causes.items(), key=lambda item: (item[1].timestamp, item[0]))
+
+
 def failure(exc, world: int) -> ParallelError:
     """One line for the rank that failed first."""
-    rank, f = exc.get_first_failure()
+    rank, f = first_failure(exc.failures)
     who = f"rank {rank} of {world}"
     if f.exitcode is not None and f.exitcode < 0:
         try:

@@ -33,6 +33,7 @@ environment says so). Either way:
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import sys
@@ -188,6 +189,7 @@ def run_rank(config: TrainConfig, *, log: Callable[[str], None] = _stderr) -> di
     try:
         return run_training(config, log=log if rank == 0 else lambda msg: None)
     finally:
+        gc.collect()  # the run's DDP/FSDP objects go while the group they use is still there
         dist.destroy_process_group()
 
 

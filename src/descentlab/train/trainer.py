@@ -571,6 +571,9 @@ def _join_from_environment(device: torch.device) -> None:
 
 def _leave_group() -> None:
     if dist.is_available() and dist.is_initialized():
+        import gc
+
+        gc.collect()
         dist.destroy_process_group()
 
 
