@@ -5,8 +5,6 @@ reads only its own rows."""
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -16,7 +14,7 @@ from descentlab import optim
 from descentlab.distributed import strategy, traffic
 from descentlab.train import Trainer
 
-from .exits import finish
+from .group import finish, join
 
 WORLD, STEPS, ACCUMULATE, BATCH = 2, 12, 2, 16
 
@@ -59,9 +57,7 @@ def _train(kind: str, data) -> tuple[Trainer, traffic.Traffic]:
 
 
 def _worker(rank: int, store: str, out: str) -> None:
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    join(rank, store)
     try:
         result = {}
         for kind in ("ddp", "fsdp"):
@@ -71,7 +67,7 @@ def _worker(rank: int, store: str, out: str) -> None:
             result[kind] = {"state": state, "calls": {k: v.calls for k, v in t.by_function.items()},
                             "read": rows.read}
         torch.save(result, f"{out}.{rank}")
-        finish()  # exits.py: no interpreter teardown once the results are saved
+        finish()  # group.py: no interpreter teardown once the results are saved
     finally:
         dist.destroy_process_group()
 

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from descentlab.distributed.diloco import DiLoCo
 from descentlab.optim import create
 
-from .exits import finish
+from .group import finish, join
 
 WORLD = 2
 LR = 0.1
@@ -170,9 +170,7 @@ def test_resume_mid_period_in_one_process_is_exact(tmp_path):
 
 
 def _worker(rank: int, store: str, out: str) -> None:
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    join(rank, store)
     try:
         results = {}
         # 1. Different inits (rank 0's is broadcast) and data; SGD inner; 2 periods of 3, then 1 step and sync().
@@ -191,7 +189,7 @@ def _worker(rank: int, store: str, out: str) -> None:
         torch.save(results, os.path.join(out, f"rank{rank}.pt"))
         # 3. Resume after 7 of 2 periods of H = 5, each rank from its own checkpoint; adamw inner.
         _resume(Path(out), "resume", steps=10, stop=7, make_inner=_adamw, h=5, rank=rank)
-        finish()  # exits.py: no interpreter teardown once the results are saved
+        finish()  # group.py: no interpreter teardown once the results are saved
     finally:
         dist.destroy_process_group()
 

@@ -17,7 +17,6 @@ spawn and imports cost ~5 s), plus the full-state-dict round trip of
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from descentlab import optim
 from descentlab.optim import fused as fused_kernels
 from descentlab.optim.fused import build
 
-from .exits import finish
+from .group import finish, join
 
 WORLD = 2
 STEPS = 100
@@ -218,9 +217,7 @@ def _fused_true_answers() -> dict:
 
 
 def _worker(rank: int, store: str, out: str) -> None:
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"  # gloo's pair sockets on loopback only
-    torch.set_num_threads(1)  # the reference's matmuls, to the bit
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    join(rank, store)
     try:
         results = _train_every_optimizer(rank)
         results["fused=True"] = _fused_true_answers()
@@ -228,7 +225,7 @@ def _worker(rank: int, store: str, out: str) -> None:
             results[name, "checkpoint"] = _checkpoint_round_trip(name, rank)
         if rank == 0:
             torch.save(results, out)
-        finish()  # exits.py: no interpreter teardown once the results are saved
+        finish()  # group.py: no interpreter teardown once the results are saved
     finally:
         dist.destroy_process_group()
 

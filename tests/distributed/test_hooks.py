@@ -7,13 +7,12 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from descentlab.distributed import hooks, traffic
 
-from .exits import finish
+from .group import finish, join, spawn
 
 WORLD = 2
 LR = 0.05
@@ -42,9 +41,7 @@ def _data(rank: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def _worker(rank: int, store: str, out: str) -> None:
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    join(rank, store)
     try:
         results = {}
         for name in HOOKS:
@@ -70,16 +67,14 @@ def _worker(rank: int, store: str, out: str) -> None:
                 "grad_max": grad_max,
             }
         torch.save(results, os.path.join(out, f"rank{rank}.pt"))
-        finish()  # exits.py: no interpreter teardown once the results are saved
+        finish()  # group.py: no interpreter teardown once the results are saved
     finally:
         dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hooks")
-    mp.spawn(_worker, args=(str(root / "store"), str(root)), nprocs=WORLD, join=True)
-    return [torch.load(root / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    return spawn(_worker, tmp_path_factory.mktemp("hooks"))
 
 
 def test_allreduce_hook_is_ddp_exactly(runs):

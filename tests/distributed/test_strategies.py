@@ -14,7 +14,7 @@ import torch
 from descentlab.cli import main
 from descentlab.train import checkpoint as ckpt
 
-from .exits import finish
+from .group import finish, join
 
 HERE = Path(__file__).parent
 WORKLOAD = f"{HERE / 'double_workload.py'}:make"
@@ -41,16 +41,13 @@ def _ranks(rank: int, store: str, root: str) -> None:
     """Both ranks of every (optimizer, strategy) run, in one launch (imports are slow here):
     run_training in a gloo group, as each worker of `train --nproc 2 --strategy S` runs it
     (the command's own path to it is tested in test_torchrun.py, and here by DiLoCo's test)."""
-    import os
 
     import torch.distributed as dist
 
     from descentlab.experiment.config import TrainConfig
     from descentlab.experiment.run import run_training
 
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    join(rank, store)
     try:
         for opt in OPTIMIZERS:
             for strategy in ("zero", "fsdp"):
@@ -64,7 +61,7 @@ def _ranks(rank: int, store: str, root: str) -> None:
             dist.barrier()
             run_training(TrainConfig(workload=WORKLOAD, optimizer="adamw", steps=100, checkpoint_every=50, nproc=2,
                                      strategy=strategy, quiet=True, out=out, resume=True), log=lambda msg: None)
-        finish()  # exits.py: no interpreter teardown once the results are saved
+        finish()  # group.py: no interpreter teardown once the results are saved
     finally:
         dist.destroy_process_group()
 

@@ -8,14 +8,13 @@ import os
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from descentlab.distributed import hooks, traffic
 from descentlab.distributed.diloco import DiLoCo
 
-from .exits import finish
+from .group import finish, join, spawn
 
 WORLD = 2
 STEPS = 40
@@ -56,9 +55,7 @@ def _tallies(t: traffic.Traffic) -> dict[str, tuple[int, int]]:
 
 
 def _worker(rank: int, store: str, out: str) -> None:
-    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    join(rank, store)
     try:
         results = {}
         # Known tensors: 1000 float32 = 4000 bytes, 10 float64 = 80 bytes, ...
@@ -96,16 +93,14 @@ def _worker(rank: int, store: str, out: str) -> None:
         results["diloco"] = (t.bytes, t.calls)
         results["param_bytes"] = sum(p.numel() * p.element_size() for p in model.parameters())
         torch.save(results, os.path.join(out, f"rank{rank}.pt"))
-        finish()  # exits.py: no interpreter teardown once the results are saved
+        finish()  # group.py: no interpreter teardown once the results are saved
     finally:
         dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
 def counted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("traffic")
-    mp.spawn(_worker, args=(str(root / "store"), str(root)), nprocs=WORLD, join=True)
-    return [torch.load(root / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    return spawn(_worker, tmp_path_factory.mktemp("traffic"))
 
 
 def test_known_collectives_count_their_payload(counted):
