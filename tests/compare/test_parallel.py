@@ -36,31 +36,41 @@ def cli(*args: str) -> subprocess.Popen:
 
 def trials(db: Path) -> list[tuple[str, dict | None]]:
     """(state, owner) of every trial, read with sqlite3 (an Optuna storage would create tables)."""
+    return [(state, owner) for state, owner, _ in _trials(db)]
+
+
+def _trials(db: Path) -> list[tuple[str, dict | None, dict | None]]:
+    """(state, owner, run key) of every trial."""
     if not db.exists():
         return []
     try:
         with sqlite3.connect(db, timeout=30) as con:
-            rows = con.execute("SELECT t.state, a.value_json FROM trials t LEFT JOIN trial_system_attributes a "
-                               "ON a.trial_id = t.trial_id AND a.key = 'descentlab:owner'").fetchall()
+            rows = con.execute("SELECT t.state, a.value_json, u.value_json FROM trials t "
+                               "LEFT JOIN trial_system_attributes a ON a.trial_id = t.trial_id "
+                               "AND a.key = 'descentlab:owner' LEFT JOIN trial_user_attributes u "
+                               "ON u.trial_id = t.trial_id AND u.key = 'descentlab:run'").fetchall()
     except sqlite3.OperationalError:  # the tables are not made yet
         return []
-    return [(state, json.loads(owner) if owner else None) for state, owner in rows]
+    return [(state, json.loads(owner) if owner else None, json.loads(run) if run else None)
+            for state, owner, run in rows]
 
 
 def wait_for_half_and_a_checkpoint(proc: subprocess.Popen, out: Path, timeout: float = 240) -> list[dict]:
-    """Once half the runs are done and a running one has written a checkpoint in its first half:
-    the owners of the running trials."""
+    """Once half the runs are done and a running one has checkpointed only in its first half
+    (half its 3000 steps or more still to go): that run's owner, first."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, proc.stderr.read()
-        states = trials(out / "runs.sqlite")
-        done = sum(s == "COMPLETE" for s, _ in states)
-        early = [c for c in out.glob("runs/*/checkpoints/step-*.pt") if int(c.stem.split("-")[1]) <= 1500]
-        if done >= 2 and early:  # a run with half its 3000 steps or more still to go
-            running = [o for s, o in states if s == "RUNNING" and o]
-            if running:
-                return running
-        time.sleep(0.05)
+        states = _trials(out / "runs.sqlite")
+        if sum(s == "COMPLETE" for s, _, _ in states) >= 2:
+            for state, owner, run in states:
+                if state != "RUNNING" or not owner or not run:
+                    continue
+                steps = [int(c.stem.split("-")[1])
+                         for c in out.glob(f"runs/{run['strategy']}-seed{run['seed']}/checkpoints/step-*.pt")]
+                if steps and max(steps) <= 1500:  # this very run is in its first half
+                    return [owner]
+        time.sleep(0.02)
     raise AssertionError("the comparison did not get half-way")
 
 
@@ -112,7 +122,8 @@ def test_a_killed_worker_s_run_is_finished_by_the_other(reference, tmp_path):
 def test_a_worker_joins_a_tune_study_and_the_study_ends_with_exactly_n(tmp_path):
     out = tmp_path / "tune"
     url = f"sqlite:///{out / 'study.sqlite'}"
-    tune = cli("tune", "--workload", "linreg", "--steps", "300", "--trials", "6", "--jobs", "1", "--out", str(out))
+    # trials long enough (about 1 s each) that the worker, whose imports take seconds here, is in time to run some
+    tune = cli("tune", "--workload", "linreg", "--steps", "3000", "--trials", "6", "--jobs", "1", "--out", str(out))
     deadline = time.time() + 120
     while not trials(out / "study.sqlite"):
         assert tune.poll() is None and time.time() < deadline, tune.stderr.read() if tune.poll() is not None else ""
