@@ -18,9 +18,11 @@ CLASSIC = "sgd,momentum,nesterov,adagrad,rmsprop,adam,adamw"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workload", default=DEFAULT_WORKLOAD, help=f"{WORKLOAD_HELP} (default {DEFAULT_WORKLOAD})")
-    p.add_argument("--optimizers", help=f"comma-separated optimizer names (default {CLASSIC})")
+    p.add_argument("--optimizers", help=f"comma-separated optimizers (default {CLASSIC}): registered names, "
+                   "package.module:Name (torch.optim:AdamW) or path/to/file.py:Name")
     p.add_argument("--strategies", metavar="FILE.yaml", help="strategies with their own settings (see docs/compare.md)")
-    p.add_argument("--schedule", help="schedule for every strategy that does not set its own")
+    p.add_argument("--schedule", help="schedule for every strategy that does not set its own: a name, "
+                   "file.py:fn / module:fn (fn(step, total_steps) -> lr multiplier) or an LRScheduler class")
     p.add_argument("--sched", action="append", metavar="K=V",
                    help="setting of --schedule, e.g. --sched warmup_steps=100 (length-dependent ones default from the budget)")
     budget = p.add_mutually_exclusive_group()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-from .train import WORKLOAD_HELP
+from .train import WORKLOAD_HELP, add_optimizer_arguments, optimizer_settings
 
 HELP = "distil a teacher into a smaller student and compare it with the same student trained from scratch"
 
@@ -29,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=A_DEFAULT, help=f"weight of the soft targets in [0, 1]; 1 - alpha "
                    f"weighs the labels (default {A_DEFAULT:g})")
     p.add_argument("--steps", type=int, help="budget of the student and of scratch (default: the recipe's)")
+    add_optimizer_arguments(p, "the teacher's and both students'")
     p.add_argument("--teacher-steps", type=int, help="budget of the teacher (default: the recipe's)")
     p.add_argument("--no-cache", dest="cache", action="store_false",
                    help="run the teacher on every batch instead of caching its logits of the training split once")
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or f"distill-{args.workload.replace('/', '_').replace(':', '_')}"
     result = distill(args.workload, teacher=args.teacher, student=args.student, seed=args.seed, out=out,
                      temperature=args.temperature, alpha=args.alpha, steps=args.steps,
-                     teacher_steps=args.teacher_steps, cache=args.cache, data_dir=args.data_dir)
+                     teacher_steps=args.teacher_steps, cache=args.cache, data_dir=args.data_dir,
+                     **optimizer_settings(args))
     s = result.summary
     key = f"test_{s['metric']}"
     for name in ("teacher", "student", "scratch"):

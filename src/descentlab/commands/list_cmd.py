@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "list optimizers, schedules or workloads, with a one-line description each"
+HELP = ("list optimizers, schedules or workloads, with a one-line description each (installed packages' "
+        "entry points too; any module:Name or file.py:Name is accepted besides)")
 KINDS = ("optimizers", "schedules", "workloads")
 
 
@@ -13,14 +14,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def rows(kind: str) -> list[tuple[str, str]]:
-    if kind == "optimizers":
-        from .. import optim
+    if kind in ("optimizers", "schedules"):
+        from .. import optim, schedules
+        from ..imports import entry_point_summary
 
-        return [(n, optim.get(n).summary) for n in optim.available()]
-    if kind == "schedules":
-        from .. import schedules
-
-        return [(n, schedules.get(n).summary) for n in schedules.available()]
+        module = optim if kind == "optimizers" else schedules
+        table = [(n, module.get(n).summary) for n in module.available()]
+        # installed packages' names (entry points), with where they come from
+        table += [(n, entry_point_summary(ep) + f" ({ep.value})") for n, ep in module.plugins().items()]
+        return table
     from .. import workloads
 
     return list(workloads.summaries().items())

@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from .train import WORKLOAD_HELP, batch_size
+from ..imports import short
+from .train import OPTIMIZER_HELP, WORKLOAD_HELP, batch_size
 from .values import parse_pairs
 
 HELP = "suggest a learning rate with a range test (model, optimizer and RNG left as they were)"
@@ -17,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..tune.find import DEFAULT_SWEEPS
 
     p.add_argument("--workload", help=WORKLOAD_HELP)
-    p.add_argument("--optimizer", help="optimizer name (default: the workload's recipe)")
+    p.add_argument("--optimizer", help=f"{OPTIMIZER_HELP} (default: the workload's recipe)")
     p.add_argument("--opt", action="append", metavar="K=V", help="optimizer hyperparameter, e.g. --opt betas=(0.9,0.95)")
     p.add_argument("--batch-size", type=batch_size, help="batch size (default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="the model of a training run with this seed (default 0)")
@@ -50,11 +51,13 @@ def run(args: argparse.Namespace) -> int:
     wl = plan["workload"]
     out = Path(args.out or f"lr-find-{wl.name}")
     with hold(out):
-        write(result, out, workload=wl.name, extra={"batch_size": plan["batch_size"], "seed": args.seed})
+        write(result, out, workload=wl.name, extra={"batch_size": plan["batch_size"], "seed": args.seed,
+                                                    "optimizer_source": plan["optimizer_source"],
+                                                    "lr_before": plan["hparams"]["lr"], "lr_source": plan["lr_source"]})
     conf = result.confidence
     spread = f", spread x{conf['spread']:.2g} over {conf['sweeps']} sweeps" if conf.get("spread") else ""
-    print(f"{wl.name}: {result.optimizer} suggested lr {result.suggested_lr:.3g} ({result.rule}{spread}); "
-          f"recipe default {wl.default_lr(plan['optimizer']):.3g}")
+    print(f"{wl.name}: {short(plan['optimizer'])} suggested lr {result.suggested_lr:.3g} ({result.rule}{spread}); "
+          f"before: {plan['hparams']['lr']:.3g} ({plan['lr_source']})")
     for g in result.groups:
         print(f"  group {g['index']}: lr {g['lr_before']:.3g} -> suggested {g['suggested_lr']:.3g}")
     if result.note:

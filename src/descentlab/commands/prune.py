@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-from .train import WORKLOAD_HELP
+from .train import WORKLOAD_HELP, add_optimizer_arguments, optimizer_settings
 
 HELP = "prune a workload's model (weights, or whole channels with --structured) while fine-tuning; measure both"
 
@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="unstructured: one magnitude threshold for the model (global, default) or per layer")
     p.add_argument("--seed", type=int, default=0, help="seed of the dense run and the fine-tuning (default 0)")
     p.add_argument("--steps", type=int, help="the dense model's training budget (default: the recipe's)")
+    add_optimizer_arguments(p, "the dense training's and the fine-tuning's")
     p.add_argument("--finetune-steps", type=int, help="fine-tuning steps of each pruned model (default: the recipe's "
                    "budget)")
     p.add_argument("--curve", type=_curve, help="sparsities of the accuracy curve, comma-separated, or none "
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"prune-{Path(args.workload).name.replace(':', '-')}")
     result = prune(args.workload, args.sparsity, structured=args.structured, seed=args.seed, out=out,
                    scope=args.scope, steps=args.steps, finetune_steps=args.finetune_steps, curve=args.curve,
-                   distill=args.distill, data_dir=args.data_dir, latency_runs=args.latency_runs)
+                   distill=args.distill, data_dir=args.data_dir, latency_runs=args.latency_runs,
+                   **optimizer_settings(args))
     s = result.summary
     key = f"test_{s['metric']}"
     for name in ("dense", "pruned"):

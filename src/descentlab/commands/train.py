@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
+from ..imports import short
 from .values import parse_pairs
 
 HELP = "train a workload (its default recipe unless flags or --config say otherwise)"
@@ -25,12 +26,32 @@ def batch_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"expected an integer or 'full', got {text!r}") from None
 
 
+OPTIMIZER_HELP = ("optimizer: a name (see `descentlab list optimizers`), package.module:Name (torch.optim:AdamW) "
+                  "or path/to/file.py:Name, a torch.optim.Optimizer subclass or a factory f(params, **hparams)")
+SCHEDULE_HELP = ("learning-rate schedule: a name (see `descentlab list schedules`), path/to/file.py:fn or "
+                 "module:fn with fn(step, total_steps) -> lr multiplier, or an LRScheduler class such as "
+                 "torch.optim.lr_scheduler:OneCycleLR (its arguments with --sched K=V)")
+
+
+def add_optimizer_arguments(p: argparse.ArgumentParser, whose: str) -> None:
+    """``--optimizer``, ``--lr`` and ``--opt`` of a command whose trainings take them."""
+    p.add_argument("--optimizer", help=f"{whose} {OPTIMIZER_HELP} (default: the workload's recipe)")
+    p.add_argument("--lr", type=float, help="learning rate (default: the recipe's, else the workload's for a "
+                   "registered optimizer, else the class's own default)")
+    p.add_argument("--opt", action="append", metavar="K=V", help="optimizer hyperparameter, e.g. --opt betas=(0.9,0.95)")
+
+
+def optimizer_settings(args: argparse.Namespace) -> dict:
+    return {"optimizer": args.optimizer, "lr": args.lr, "opt": parse_pairs(args.opt, "--opt")}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workload", help=WORKLOAD_HELP)
-    p.add_argument("--optimizer", help="optimizer name (see `descentlab list optimizers`)")
-    p.add_argument("--lr", type=float, help="learning rate (default: the workload's for this optimizer)")
+    p.add_argument("--optimizer", help=OPTIMIZER_HELP)
+    p.add_argument("--lr", type=float, help="learning rate (default: the workload's for a registered optimizer, "
+                   "else the class's own default)")
     p.add_argument("--opt", action="append", metavar="K=V", help="optimizer hyperparameter, e.g. --opt betas=(0.9,0.95)")
-    p.add_argument("--schedule", help="learning-rate schedule (see `descentlab list schedules`)")
+    p.add_argument("--schedule", help=SCHEDULE_HELP)
     p.add_argument("--sched", action="append", metavar="K=V", help="schedule setting, e.g. --sched warmup_steps=100")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=int, help="number of epochs")
@@ -136,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     final = summary["final"]
     metric = summary["metric"]
     line = (
-        f"{summary['workload']}: {summary['optimizer']} for {summary['steps']} steps in "
+        f"{summary['workload']}: {short(summary['optimizer'])} for {summary['steps']} steps in "
         f"{summary['wall_seconds']:.1f} s; final test {metric} {final.get(f'test_{metric}', float('nan')):.4f}, "
         f"best-by-validation test {metric} {summary['best'].get(f'test_{metric}', float('nan')):.4f}"
     )

@@ -107,18 +107,24 @@ def _callbacks(plan: Plan, key: dict[str, Any], hooks: _Hooks) -> list[Callback]
     return out
 
 
-def _row(plan: Plan, strategy: Strategy, key: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
+def _row(plan: Plan, strategy: Strategy, key: dict[str, Any], summary: dict[str, Any],
+         config: dict[str, Any]) -> dict[str, Any]:
     never = math.inf if plan.target is not None else None
     return {**summary, "strategy": strategy.label, "seed": key["seed"], "optimizer": strategy.optimizer,
+            "lr_source": config["lr_source"],
             "schedule": strategy.schedule,
             "steps_to_target": summary["steps_to_target"] if summary["steps_to_target"] is not None else never,
             "seconds_to_target": summary["seconds_to_target"] if summary["seconds_to_target"] is not None else never}
 
 
 def _config(plan: Plan, wl: Any, strategy: Strategy, key: dict[str, Any]) -> dict[str, Any]:
-    from .runner import _hparams
+    from .. import optim, schedules
+    from .runner import lr_and_source
 
-    return {**strategy.to_dict(), "strategy": strategy.label, "hparams": _hparams(strategy, wl, key["lr"]),
+    lr, source = lr_and_source(strategy, wl, key["lr"], plan.tune)
+    return {**strategy.to_dict(), "strategy": strategy.label, "hparams": {**strategy.hparams, "lr": lr},
+            "lr_source": source, "optimizer_source": optim.origin(strategy.optimizer),
+            "schedule_source": schedules.origin(strategy.schedule) if strategy.schedule else None,
             "seed": key["seed"], "workload": wl.name, "workload_ref": plan.workload, "metric": wl.metric,
             "metric_mode": wl.metric_mode, "target": plan.target, "steps": plan.steps, "batch_size": plan.batch_size,
             "eval_every": plan.eval_every, "tuned": plan.tune or False}
@@ -170,8 +176,9 @@ def work(plan: Plan, send: Callable[[str, str], None], *, workload: Any = None, 
                         wl, strategy, key["seed"], steps=plan.steps, batch_size=plan.batch_size,
                         eval_every=plan.eval_every, target=plan.target, lr=key["lr"], device=plan.device,
                         callbacks=_callbacks(plan, key, hooks), checkpoint_dir=str(folder / "checkpoints"))
-                    row = _row(plan, strategy, key, summary)
-                    store.record(run_name(key), _config(plan, wl, strategy, key), rows, row,
+                    config = _config(plan, wl, strategy, key)
+                    row = _row(plan, strategy, key, summary, config)
+                    store.record(run_name(key), config, rows, row,
                                  status=summary["status"], group=GROUP, study=plan.name)
                 except Exception as exc:  # noqa: BLE001 - recorded on the trial; the other runs go on
                     storage.set_trial_user_attr(trial._trial_id, "error", f"{type(exc).__name__}: {exc}"[:500])

@@ -37,7 +37,7 @@ from typing import Any
 
 from .. import workloads
 from ..errors import UsageError
-from ..experiment.build import build, trainer_options
+from ..experiment.build import LR_GIVEN, build, initial_lr, trainer_options
 from ..experiment.lock import hold
 from ..store import RunStore
 from ..train.callbacks import Callback, Diagnostics
@@ -61,7 +61,7 @@ TUNE_MODES = ("lr-find", "sweep")
 #: what ``tune=True`` means: decided by benchmarks/lr_find_quality.py (BENCHMARKS.md, "lr-find")
 DEFAULT_TUNE = "lr-find"
 CSV_COLUMNS = ("strategy", "seed", "final_metric", "best_metric", "steps_to_target", "seconds_to_target",
-               "wall_seconds", "status", "optimizer", "lr", "schedule", "test_final_metric")
+               "wall_seconds", "status", "optimizer", "lr", "schedule", "test_final_metric", "lr_source")
 
 
 def time_to_target(rows: Sequence[dict[str, Any]], key: str, target: float | None, mode: str) -> tuple[int | None, float | None]:
@@ -75,8 +75,18 @@ def time_to_target(rows: Sequence[dict[str, Any]], key: str, target: float | Non
     return None, None
 
 
+def lr_and_source(strategy: Strategy, wl: workloads.Workload, lr: float | None = None,
+                  tuned: str | None = None) -> tuple[float, str]:
+    """A run's lr and where it came from: ``lr`` (tuned by ``tuned``), else the
+    strategy's, else the workload's default (registered optimizers), else the
+    class's own default (:func:`descentlab.experiment.build.initial_lr`)."""
+    if lr is not None:
+        return float(lr), f"tuned ({tuned})" if tuned else LR_GIVEN
+    return initial_lr(wl, strategy.optimizer, strategy.lr)
+
+
 def _hparams(strategy: Strategy, wl: workloads.Workload, lr: float | None = None) -> dict[str, Any]:
-    return {**strategy.hparams, "lr": lr if lr is not None else (strategy.lr if strategy.lr is not None else wl.default_lr(strategy.optimizer))}
+    return {**strategy.hparams, "lr": lr_and_source(strategy, wl, lr)[0]}
 
 
 def _build(wl, strategy: Strategy, seed: int, steps: int, lr: float | None = None):
@@ -85,13 +95,21 @@ def _build(wl, strategy: Strategy, seed: int, steps: int, lr: float | None = Non
                  strategy="diloco" if strategy.diloco else "ddp", diloco=strategy.diloco)
 
 
-def validate(wl, strategies: Sequence[Strategy], steps: int) -> None:
+def validate(wl, strategies: Sequence[Strategy], steps: int, tune: bool = False) -> None:
     """Build every strategy once, so a bad setting is reported before anything runs."""
     for s in strategies:
         try:
             _build(wl, s, 0, steps)
         except (ValueError, TypeError) as exc:
             raise UsageError(f"strategy {s.label!r}: {exc}") from None
+        if tune and not _has_lr(wl, s, steps):
+            raise UsageError(f"strategy {s.label!r}: --tune-lr sweeps the param groups' lr, and optimizer "
+                             f"{s.optimizer} keeps none in its param_groups")
+
+
+def _has_lr(wl, strategy: Strategy, steps: int) -> bool:
+    _, optimizer, _ = _build(wl, strategy, 0, steps)
+    return all("lr" in g for g in optimizer.param_groups)
 
 
 def _trainer(wl, strategy: Strategy, seed: int, steps: int, *, batch_size, eval_every: int | None,
@@ -290,8 +308,15 @@ def run_comparison(
         from ..workloads.user import absolute
 
         workload = absolute(workload)
+    from ..imports import in_process_only
+
+    objects = [s.label for s in strategies if in_process_only(s.optimizer) or in_process_only(s.schedule)]
     if jobs is None:
-        jobs = cores() if reference and callbacks is None else 1
+        jobs = cores() if reference and callbacks is None and not objects else 1
+    if (jobs > 1 or storage is not None) and objects:
+        raise UsageError(f"strategy {objects[0]!r} holds a Python object that worker processes cannot import: "
+                         "give its optimizer and schedule as package.module:Name or path/to/file.py:Name, "
+                         f"or run with jobs=1{' and no storage' if storage is not None else ''}")
     if jobs > 1 and not reference:
         raise UsageError(f"jobs={jobs} needs the workload by name or as file.py:FUNC (worker processes load it); "
                          "a Workload object or factory runs with jobs=1")
@@ -310,8 +335,8 @@ def run_comparison(
         epochs = epochs if epochs is not None else recipe["epochs"]
         steps = epochs * per_epoch if epochs is not None else recipe["steps"]
     eval_every = eval_every or max(1, steps // 40)
-    validate(wl, strategies, steps)
     mode = tune_mode(tune)
+    validate(wl, strategies, steps, tune=mode is not None)
     heartbeat = heartbeat_interval()
 
     out = Path(out).resolve()

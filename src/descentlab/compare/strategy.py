@@ -25,6 +25,15 @@ optimization); what it saves in communication is measured with ``train
 --nproc N --strategy diloco`` (docs/distributed.md).
 
 A top-level list (without ``strategies:``) is accepted too.
+
+``optimizer:`` is any optimizer (:mod:`descentlab.optim.reference`): a
+registered name, ``package.module:Name`` (``torch.optim:AdamW``) or
+``path/to/file.py:Name``, and in Python the class or factory itself; its lr
+defaults to the workload's for a registered name, else to the class's own
+default (marked "the class default, untuned"). ``schedule:`` likewise takes
+``file.py:fn`` / ``module:fn`` with ``fn(step, total_steps) -> multiplier`` or
+an ``LRScheduler`` class, its arguments in ``sched:``. A relative file path
+is read from the folder the command runs in.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ from typing import Any
 from .. import optim, schedules
 from ..errors import UsageError
 from ..experiment.config import load_yaml_data
+from ..imports import short
 
 KEYS = ("name", "optimizer", "lr", "opt", "schedule", "sched", "weight_decay", "l1", "clip_norm", "groups", "diloco")
 DILOCO = {"sync_every": 20, "outer_lr": 0.7, "outer_momentum": 0.9}
@@ -64,8 +74,8 @@ def from_names(text: str, schedule: str | None = None, schedule_kwargs: dict[str
     and an unknown name is reported by itself (with close matches)."""
     if schedule is not None:
         try:
-            schedule = schedules.get(schedule).name
-        except ValueError as exc:
+            schedule = schedules.canonical(schedule)
+        except (ValueError, TypeError) as exc:
             raise UsageError(str(exc)) from None
     names = [n.strip() for n in text.split(",")]
     if not text.strip() or any(not n for n in names):
@@ -73,10 +83,10 @@ def from_names(text: str, schedule: str | None = None, schedule_kwargs: dict[str
     out = []
     for name in names:
         try:
-            canonical = optim.get(name).name
-        except ValueError as exc:
+            canonical = optim.canonical(name)
+        except (ValueError, TypeError) as exc:
             raise UsageError(f"strategy {name!r}: {exc}") from None
-        out.append(Strategy(label=canonical, optimizer=canonical, schedule=schedule,
+        out.append(Strategy(label=short(canonical), optimizer=canonical, schedule=schedule,
                             schedule_kwargs=dict(schedule_kwargs or {}) if schedule else {}))
     return _unique(out)
 
@@ -100,10 +110,10 @@ def from_mapping(item: Any, index: int, default_schedule: str | None,
     if "optimizer" not in item:
         raise UsageError(f"{where}: no optimizer given")
     try:
-        name = optim.get(item["optimizer"]).name
+        name = optim.canonical(item["optimizer"])
     except (ValueError, TypeError) as exc:
         raise UsageError(f"{where}: {exc}") from None
-    where = f"strategy {item.get('name', name)!r}"
+    where = f"strategy {item.get('name', short(name))!r}"
     hparams = dict(item.get("opt") or {})
     if not isinstance(hparams, dict):
         raise UsageError(f"{where}: invalid opt={item['opt']!r}: expected a mapping")
@@ -113,8 +123,8 @@ def from_mapping(item: Any, index: int, default_schedule: str | None,
     schedule = item.get("schedule", default_schedule)
     if schedule is not None:
         try:
-            schedule = schedules.get(schedule).name
-        except ValueError as exc:
+            schedule = schedules.canonical(schedule)
+        except (ValueError, TypeError) as exc:
             raise UsageError(f"{where}: {exc}") from None
     sched = item.get("sched") or {}
     if not isinstance(sched, dict):
@@ -144,7 +154,7 @@ def from_mapping(item: Any, index: int, default_schedule: str | None,
         except (ValueError, TypeError) as exc:
             raise UsageError(f"{where}: {exc}") from None
     return Strategy(
-        label=str(item.get("name", name)),
+        label=str(item.get("name", short(name))),
         optimizer=name,
         lr=_number(where, "lr", item.get("lr")),
         hparams=hparams,

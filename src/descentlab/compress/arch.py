@@ -147,12 +147,12 @@ def _mlp(spec: str, hidden: list[int], shape: tuple[int, ...], classes: int) -> 
 
 
 def _user_factory(spec: str, shape: tuple[int, ...], classes: int) -> Callable[[], nn.Module]:
-    from ..workloads import user
+    from .. import imports
 
     try:
-        fn = user.factory(spec)
-    except UsageError as exc:  # its messages speak of a workload: here it is a model
-        raise UsageError(f"architecture {spec!r}: {str(exc).replace('workload ', 'model ', 1)}") from None
+        fn = imports.target(spec, "model", "a function that returns a torch.nn.Module")
+    except UsageError as exc:
+        raise UsageError(f"architecture {spec!r}: {exc}") from None
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
@@ -164,7 +164,7 @@ def _user_factory(spec: str, shape: tuple[int, ...], classes: int) -> Callable[[
         try:
             model = fn(**kwargs)
         except Exception as exc:  # noqa: BLE001 - the user's code failed
-            raise UsageError(f"architecture {spec!r} raised {user._first_line(exc)}") from None
+            raise UsageError(f"architecture {spec!r} raised {imports.first_line(exc)}") from None
         if not isinstance(model, nn.Module):
             raise UsageError(f"architecture {spec!r} returned {type(model).__name__}, expected a torch.nn.Module")
         return model

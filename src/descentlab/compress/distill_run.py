@@ -92,13 +92,15 @@ def _check_steps(name: str, value: Any) -> None:
 def distill(workload: str, *, teacher: str | None = None, student: str | None = None, seed: int = 0,
             out: str | os.PathLike | None = None, temperature: float = T_DEFAULT, alpha: float = A_DEFAULT,
             steps: int | None = None, teacher_steps: int | None = None, cache: bool = True,
-            teacher_model: nn.Module | None = None, data_dir: str | None = None, log=print) -> DistillResult:
+            teacher_model: nn.Module | None = None, data_dir: str | None = None, optimizer: Any = None,
+            lr: float | None = None, opt: dict[str, Any] | None = None, log=print) -> DistillResult:
     """Teacher, distilled student and scratch student on ``workload`` (module docstring).
 
     ``teacher``/``student``: ARCH specs (:func:`~.arch.resolve_arch`; default:
     the workload's model, and :func:`default_student`). ``steps``: the
     student's and scratch's budget (default the recipe's); ``teacher_steps``:
-    the teacher's (default the recipe's). ``cache``: precompute the teacher's
+    the teacher's (default the recipe's). ``optimizer``/``lr``/``opt``: the
+    optimizer of every training here (any optimizer; default the recipe's). ``cache``: precompute the teacher's
     logits of the training split (in-memory data only; the same result as
     without, faster). Every input is checked before anything is trained or
     written: bad values raise :class:`~descentlab.errors.UsageError`.
@@ -110,10 +112,11 @@ def distill(workload: str, *, teacher: str | None = None, student: str | None = 
         raise UsageError(f"invalid seed={seed!r}: expected an integer >= 0")
     if teacher is not None and teacher_model is not None:
         raise UsageError("give teacher= (an architecture to train) or teacher_model= (a trained module), not both")
-    plan = plan_for(workload, seed=seed, steps=steps, data_dir=data_dir)
+    optimizer_settings = {"optimizer": optimizer, "lr": lr, "opt": opt}
+    plan = plan_for(workload, seed=seed, steps=steps, data_dir=data_dir, **optimizer_settings)
     wl = plan["workload"]
     check_classification(wl)
-    teacher_plan = plan_for(workload, seed=seed, steps=teacher_steps, data_dir=data_dir)
+    teacher_plan = plan_for(workload, seed=seed, steps=teacher_steps, data_dir=data_dir, **optimizer_settings)
     student_arch = student or default_student(wl)
     make_student = resolve_arch(student_arch, wl)
     teacher_arch = teacher or ("given" if teacher_model is not None else wl.name)
@@ -168,6 +171,7 @@ def distill(workload: str, *, teacher: str | None = None, student: str | None = 
         "student": measured(student_net, student_arch, "student"),
         "scratch": measured(scratch_net, student_arch, "scratch"),
         "steps": plan["total_steps"], "batch_size": plan["batch_size"], "optimizer": plan["optimizer"],
+        "optimizer_source": plan["optimizer_source"], "lr": plan["hparams"]["lr"], "lr_source": plan["lr_source"],
         "schedule": plan["schedule"], "cached": cached,
     }
     summary["margin"] = summary["student"][key] - summary["scratch"][key]

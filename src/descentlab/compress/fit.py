@@ -30,11 +30,15 @@ class Fitted:
 
 
 def plan_for(workload: str, *, seed: int = 0, steps: int | None = None, data_dir: str | None = None,
-             optimizer: str | None = None, lr: float | None = None) -> dict[str, Any]:
+             optimizer: Any = None, lr: float | None = None, opt: dict[str, Any] | None = None) -> dict[str, Any]:
     """The recipe of ``workload`` (a name or ``file.py:FUNC``) as ``train`` resolves
-    it (``steps``: another budget, with the schedule's phases stretched to it)."""
-    return resolve(TrainConfig(workload=workload, seed=seed, steps=steps, data_dir=data_dir,
-                               optimizer=optimizer, lr=lr))
+    it (``steps``: another budget, with the schedule's phases stretched to it);
+    ``optimizer`` (any optimizer, :mod:`descentlab.optim.reference`), ``lr`` and
+    ``opt`` replace the recipe's, as ``train --optimizer/--lr/--opt``."""
+    from ..experiment.config import validate
+
+    return resolve(validate(TrainConfig(workload=workload, seed=seed, steps=steps, data_dir=data_dir,
+                                        optimizer=optimizer, lr=lr, opt=dict(opt or {}))))
 
 
 def train_dense(plan: dict[str, Any], *, seed: int, quiet: bool = True, callbacks: Sequence[Callback] = ()) -> Fitted:

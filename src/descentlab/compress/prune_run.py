@@ -81,14 +81,16 @@ def example_inputs(wl, n: int) -> Any:
 def prune(workload: str, sparsity: float, *, structured: bool = False, seed: int = 0, out: str | os.PathLike | None = None,
           scope: str = "global", steps: int | None = None, finetune_steps: int | None = None,
           curve: Sequence[float] | None = None, distill: bool = False, data_dir: str | None = None,
-          latency_runs: int = LATENCY_RUNS, log=print) -> PruneResult:
+          latency_runs: int = LATENCY_RUNS, optimizer: Any = None, lr: float | None = None,
+          opt: dict[str, Any] | None = None, log=print) -> PruneResult:
     """Prune ``workload``'s recipe model to ``sparsity`` (see the module docstring).
 
     ``sparsity``: the fraction of the weights zeroed (unstructured) or of the
     channels and neurons removed (``structured=True``). ``curve``: the sparsities
     of the accuracy–sparsity curve (default :data:`CURVE` or
     :data:`STRUCTURED_CURVE`; ``()`` for none). ``steps``: the dense model's
-    budget (default the recipe's).
+    budget (default the recipe's). ``optimizer``/``lr``/``opt``: the optimizer of
+    the dense training and of the fine-tuning (any optimizer; default the recipe's).
     """
     sparsity = check_sparsity(sparsity, "channel sparsity" if structured else "sparsity")
     if scope not in SCOPES:
@@ -97,12 +99,13 @@ def prune(workload: str, sparsity: float, *, structured: bool = False, seed: int
     for name, value in (("steps", steps), ("finetune_steps", finetune_steps), ("latency_runs", latency_runs)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise UsageError(f"invalid {name}={value!r}: expected an integer >= 1")
-    plan = plan_for(workload, seed=seed, steps=steps, data_dir=data_dir)
+    optimizer_settings = {"optimizer": optimizer, "lr": lr, "opt": opt}
+    plan = plan_for(workload, seed=seed, steps=steps, data_dir=data_dir, **optimizer_settings)
     wl = plan["workload"]
     if distill and wl.task != "classification":
         raise UsageError(f"distill=True needs a classification workload; {wl.name} is {wl.task}")
     ft_steps = finetune_steps or plan["total_steps"]
-    ft_plan = plan_for(workload, seed=seed, steps=ft_steps, data_dir=data_dir)
+    ft_plan = plan_for(workload, seed=seed, steps=ft_steps, data_dir=data_dir, **optimizer_settings)
     batch = plan["batch_size"] if isinstance(plan["batch_size"], int) else min(1000, wl.num_examples("train"))
     example = example_inputs(wl, batch)
     if structured:  # refuse a model the pruner cannot handle before anything is trained
@@ -161,6 +164,8 @@ def _run(setup: dict[str, Any], work: Path | None, log) -> PruneResult:
         "workload": wl.name, "seed": seed, "metric": wl.metric, "structured": structured,
         "scope": None if structured else scope, "sparsity": sparsity, "distill": distill,
         "dense_steps": plan["total_steps"], "finetune_steps": ft_steps, "batch_size": batch,
+        "optimizer": plan["optimizer"], "optimizer_source": plan["optimizer_source"], "lr": plan["hparams"]["lr"],
+        "lr_source": plan["lr_source"],
         "latency": {"runs": latency_runs, "threads": 1, "batch": batch, "timing": "interleaved, one process"},
         "dense": measured("dense", dense.model, {}),
         "pruned": measured(_label(sparsity), chosen["model"],

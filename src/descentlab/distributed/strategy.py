@@ -97,8 +97,15 @@ def local_optimizer_class(optimizer: torch.optim.Optimizer) -> Callable[..., tor
     through ``torch.optim.Optimizer.__init__``: fresh ``state``,
     ``param_groups`` and hooks, the rest (a chain's transforms, its fused step)
     shared, so any named optimizer works, not only classes whose constructor
-    takes ``(params, **defaults)``. (``copy.copy`` would not do: an
+    takes ``(params, **defaults)``. An optimizer that is not descentlab's
+    (:mod:`descentlab.optim.reference`) is built by its own constructor with the
+    hyperparameters it was first given (its ``__init__`` may set up more than
+    ``Optimizer.__init__`` does). (``copy.copy`` would not do: an
     Optimizer's pickling state is only its defaults, state and groups.)"""
+
+    rebuild = getattr(optimizer, "_descentlab_rebuild", None)
+    if rebuild is not None:  # an optimizer that is not descentlab's: its own constructor, as it was called
+        return rebuild
 
     def make(params: Any, **defaults: Any) -> torch.optim.Optimizer:
         local = object.__new__(type(optimizer))

@@ -10,7 +10,29 @@ from typing import Any
 import torch
 
 from .. import optim, schedules
+from ..errors import UsageError
 from ..workloads import Workload
+
+#: where a run's lr came from (summary.json, summary.csv's lr_source, the report)
+LR_GIVEN = "given"
+LR_RECIPE = "the workload's recipe"
+LR_WORKLOAD = "the workload's default"
+LR_CLASS = "the class default, untuned"
+
+
+def initial_lr(wl: Workload, optimizer: Any, lr: float | None = None) -> tuple[float, str]:
+    """``(lr, source)``: ``lr`` if given, else the workload's default for a
+    registered optimizer, else the class's own default (its signature's ``lr``).
+    With none of these it is a UsageError that says so."""
+    if lr is not None:
+        return float(lr), LR_GIVEN
+    spec = optim.get(optimizer)
+    if isinstance(spec, optim.OptimizerSpec):
+        return wl.default_lr(spec.name), LR_WORKLOAD
+    if spec.default_lr is not None:
+        return spec.default_lr, LR_CLASS
+    raise UsageError(f"no lr for optimizer {spec.label}: the workloads have defaults only for registered optimizers, "
+                     "and its constructor has no default lr; give --lr (or lr: in the strategy)")
 
 
 def build(wl: Workload, optimizer: str, hparams: dict[str, Any], schedule: str | None,

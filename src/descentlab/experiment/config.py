@@ -21,10 +21,10 @@ from ..errors import UsageError
 @dataclass
 class TrainConfig:
     workload: str = ""
-    optimizer: str | None = None  # None: the workload's recipe
+    optimizer: str | None = None  # None: the workload's recipe; a name, module:Name or file.py:Name
     lr: float | None = None
     opt: dict[str, Any] = field(default_factory=dict)  # extra optimizer hyperparameters
-    schedule: str | None = None
+    schedule: str | None = None  # a name, module:fn or file.py:fn, or an LRScheduler class by reference
     sched: dict[str, Any] = field(default_factory=dict)  # schedule settings
     epochs: int | None = None
     steps: int | None = None
@@ -86,6 +86,13 @@ def validate(config: TrainConfig) -> TrainConfig:
 
     if is_reference(config.workload):  # saved absolute, so that --resume finds it from any folder
         config.workload = absolute(config.workload)
+    from .. import optim, schedules
+
+    # an optimizer or schedule given by reference or as an object: its canonical name (absolute, importable)
+    if config.optimizer is not None and (not isinstance(config.optimizer, str) or is_reference(config.optimizer)):
+        config.optimizer = optim.canonical(config.optimizer)
+    if config.schedule is not None and (not isinstance(config.schedule, str) or is_reference(config.schedule)):
+        config.schedule = schedules.canonical(config.schedule)
     _int_at_least("epochs", config.epochs, 1)
     _int_at_least("steps", config.steps, 1)
     _int_at_least("early_stopping", config.early_stopping, 1)

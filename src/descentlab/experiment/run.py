@@ -32,7 +32,7 @@ from ..errors import UsageError
 from ..store import RunStore, versions
 from ..train.callbacks import Callback, CsvLogger, Diagnostics, EarlyStopping, ProgressBar, SameStart
 from ..train.trainer import NonFiniteLossError, Trainer
-from .build import build, trainer_options
+from .build import LR_RECIPE, build, initial_lr, trainer_options
 from .config import TrainConfig
 from .lock import hold
 
@@ -52,10 +52,13 @@ def resolve(config: TrainConfig) -> dict[str, Any]:
     """The full recipe of a run: the workload's defaults overridden by ``config``."""
     wl = workloads.load(config.workload, seed=config.seed, data_dir=config.data_dir)
     recipe = wl.recipe
-    name = optim.get(config.optimizer or recipe["optimizer"]).name
-    same = name == recipe["optimizer"]
+    name = optim.canonical(config.optimizer or recipe["optimizer"])
+    same = name == optim.canonical(recipe["optimizer"])
     hparams = dict(recipe["optimizer_kwargs"]) if same else {}
-    hparams["lr"] = config.lr if config.lr is not None else (recipe["lr"] if same else wl.default_lr(name))
+    if config.lr is None and same and recipe["lr"] is not None:
+        hparams["lr"], lr_source = recipe["lr"], LR_RECIPE
+    else:
+        hparams["lr"], lr_source = initial_lr(wl, name, config.lr)
     weight_decay = config.weight_decay if config.weight_decay is not None else (recipe["weight_decay"] if same else None)
     if weight_decay:
         hparams["weight_decay"] = weight_decay
@@ -65,7 +68,7 @@ def resolve(config: TrainConfig) -> dict[str, Any]:
 
     schedule = config.schedule if config.schedule is not None else recipe["schedule"]
     if schedule is not None:
-        schedule = schedules.get(schedule).name
+        schedule = schedules.canonical(schedule)
     sched_kw = dict(recipe["schedule_kwargs"]) if schedule == recipe["schedule"] else {}
 
     batch_size = config.batch_size if config.batch_size is not None else recipe["batch_size"]
@@ -83,9 +86,12 @@ def resolve(config: TrainConfig) -> dict[str, Any]:
     return {
         "workload": wl,
         "optimizer": name,
+        "optimizer_source": optim.origin(name),
+        "lr_source": lr_source,
         "hparams": hparams,
         "schedule": schedule,
         "schedule_kwargs": sched_kw,
+        "schedule_source": schedules.origin(schedule) if schedule is not None else None,
         "batch_size": batch_size,
         "epochs": epochs,
         "steps": steps,
@@ -264,9 +270,12 @@ def _summary(config, plan, trainer, final_test, wall, status, error) -> dict[str
     return {
         "workload": wl.name,
         "optimizer": plan["optimizer"],
+        "optimizer_source": plan["optimizer_source"],
+        "lr_source": plan["lr_source"],
         "hparams": plan["hparams"],
         "schedule": plan["schedule"],
         "schedule_kwargs": plan["schedule_kwargs"],
+        "schedule_source": plan["schedule_source"],
         "batch_size": plan["batch_size"],
         "seed": config.seed,
         "nproc": config.nproc,

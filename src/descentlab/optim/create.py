@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 
-from . import fused, registry
+from . import fused, reference
 from .base import Transform
 from .chain import ChainOptimizer
 from .masks import Rule, selector
@@ -91,8 +92,13 @@ def split_decay(groups: list[dict[str, Any]], exclude: Exclude) -> list[dict[str
     return out
 
 
-def create(name: str, params: Iterable[Any], **hparams: Any) -> ChainOptimizer:
+def create(name: Any, params: Iterable[Any], **hparams: Any) -> torch.optim.Optimizer:
     """A named optimizer, e.g. ``create("adamw", model.parameters(), lr=3e-4)``.
+
+    ``name`` may also be any optimizer (:mod:`.reference`): ``"torch.optim:AdamW"``,
+    ``"path/to/file.py:MyOpt"``, an entry point's name, or the class or factory
+    itself; its hyperparameters go to its constructor, and ``l1``, ``l2``,
+    ``decoupled_decay`` and ``exclude_from_decay`` work on it as here.
 
     ``hparams`` are the reference's hyperparameters (see ``descentlab list
     optimizers`` and each optimizer's docstring) plus the universal options of
@@ -101,7 +107,9 @@ def create(name: str, params: Iterable[Any], **hparams: Any) -> ChainOptimizer:
     ValueError listing close matches; an unknown or invalid hyperparameter
     raises TypeError or ValueError naming it.
     """
-    spec = registry.get(name)
+    spec = reference.lookup(name)
+    if isinstance(spec, reference.ForeignOptimizer):
+        return spec.create(params, **hparams)
     exclude = hparams.pop("exclude_from_decay", None)
     allowed = {**spec.defaults, **UNIVERSAL}
     unknown = sorted(set(hparams) - set(allowed))

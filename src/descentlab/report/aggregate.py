@@ -74,6 +74,7 @@ class StrategyStats:
     failed: int  # failed, or never finished (interrupted)
     errors: list[str] = field(default_factory=list)
     rank: int = 0
+    lr_source: str | None = None  # where the lr came from (experiment.build's LR_* texts)
 
     @property
     def n(self) -> int:
@@ -231,6 +232,7 @@ def aggregate(
                 diverged=sum(st == "diverged" for st in statuses),
                 failed=sum(st not in ("finished", "diverged") for st in statuses),
                 errors=[str(s["error"]) for s in summaries if s.get("error")],
+                lr_source=cfg.get("lr_source"),
             )
         )
 

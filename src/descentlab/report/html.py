@@ -22,6 +22,7 @@ from typing import Any
 
 from . import aggregate as agg
 from ..errors import UsageError
+from ..imports import short
 from ..store import RunStore
 from . import compare_plots
 
@@ -134,6 +135,15 @@ def _mean_std_cell(mean: float, std: float, n_finite: int, n: int, say_n1: bool 
     return text
 
 
+def _lr_note(source: str | None) -> str:
+    """A foreign optimizer trained at its class's default lr is marked: the comparison did not tune it."""
+    from ..experiment.build import LR_CLASS
+
+    if source == LR_CLASS:
+        return f'<br><span class="small bad">lr: {e(source)}</span>'
+    return f'<br><span class="small">lr: {e(source)}</span>' if source and source.startswith("tuned") else ""
+
+
 def summary_table(table: Sequence[agg.StrategyStats], colors: Mapping[str, compare_plots.Style | str], setup: agg.Setup, test: Mapping[str, tuple]) -> str:
     has_target = setup.target is not None
     one_seed = all(r.n == 1 for r in table)  # then the headers say n=1 once, not every cell
@@ -152,7 +162,7 @@ def summary_table(table: Sequence[agg.StrategyStats], colors: Mapping[str, compa
         cells = [
             f'<td class="num">{r.rank}</td>',
             f'<td class="label">{swatch(colors.get(r.strategy))}{e(r.strategy)}</td>',
-            f'<td>{e(r.optimizer)}<br><code class="small">{e(_kv(r.hparams))}</code></td>',
+            f'<td>{e(short(r.optimizer))}<br><code class="small">{e(_kv(r.hparams))}</code>{_lr_note(r.lr_source)}</td>',
             f"<td>{sched}</td>",
             f'<td class="num">{_mean_std_cell(r.final_mean, r.final_std, r.final_n, r.n, not one_seed)}</td>',
             f'<td class="num">{_mean_std_cell(r.best_mean, r.best_std, r.best_n, r.n, not one_seed)}</td>',

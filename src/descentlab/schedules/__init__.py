@@ -14,6 +14,12 @@ to the group's own lr. ``plateau`` also depends on the monitored metric
 (``plateau.py``, ``sched.step(val_loss)``). Where torch has the schedule, the
 lrs equal torch's (tests/schedules/).
 
+``create``, ``get`` and ``budget_defaults`` also take any other schedule
+(:mod:`.reference`): ``"path/to/file.py:fn"`` with ``fn(step, total_steps) ->
+multiplier``, a ``torch.optim.lr_scheduler`` class such as
+``"torch.optim.lr_scheduler:OneCycleLR"``, an entry point of
+``descentlab.schedules``, or the function or class itself.
+
 Warmup composes with every schedule: ``warmup_steps=W`` ramps linearly from
 ``warmup_start_factor`` (default 0) times the schedule's first lr up to it
 over steps 0..W−1; from step W the schedule runs **shifted**, as if started
@@ -27,12 +33,20 @@ from . import functions
 from .budget import budget_defaults
 from .create import create, lr_curve
 from .plateau import PlateauState, plateau_step
-from .registry import Schedule, ScheduleSpec, available, get, resolve
+from .reference import ForeignSchedule, FunctionScheduler, canonical, is_registered, origin, plugins
+from .reference import lookup as get
+from .registry import Schedule, ScheduleSpec, available, resolve
 from .scheduler import PlateauScheduler, Scheduler
 from .validate import ScheduleArgumentError, ScheduleError
 
 __all__ = [
     "budget_defaults",
+    "canonical",
+    "ForeignSchedule",
+    "FunctionScheduler",
+    "is_registered",
+    "origin",
+    "plugins",
     "PlateauScheduler",
     "PlateauState",
     "Schedule",

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .registry import REQUIRED, get
+from .registry import REQUIRED
 
 WARMUP_FRACTION = 0.05
 DECAY_FRACTION = 0.2
@@ -34,8 +34,13 @@ DECAY_FRACTION = 0.2
 
 def budget_defaults(name: str, total_steps: int | float, given: dict[str, Any]) -> dict[str, Any]:
     """``given`` with the missing length-dependent arguments of schedule ``name``
-    filled in from ``total_steps`` (unchanged when the length is unknown)."""
-    spec = get(name)
+    filled in from ``total_steps`` (unchanged when the length is unknown).
+    ``name`` may be any schedule (:mod:`.reference`)."""
+    from .reference import ForeignSchedule, lookup
+
+    spec = lookup(name)
+    if isinstance(spec, ForeignSchedule):
+        return spec.budget_defaults(total_steps, given)
     out = dict(given)
     if not math.isfinite(total_steps) or total_steps < 1:
         return out

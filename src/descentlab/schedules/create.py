@@ -13,15 +13,22 @@ from .scheduler import PlateauScheduler, Scheduler
 from .validate import ScheduleError, invalid, is_int, is_real
 
 
-def create(name: str, optimizer: Optimizer, **kwargs: Any) -> Scheduler:
+def create(name: Any, optimizer: Optimizer, **kwargs: Any) -> Scheduler:
     """A scheduler for ``optimizer``, e.g. ``create("cosine", opt, total_steps=10_000)``.
 
     Step it once per optimizer step (``plateau``: ``sched.step(metric)``).
     ``kwargs`` are the schedule's arguments (see each function's docstring in
     ``descentlab.schedules.functions``) plus ``warmup_steps`` and
     ``warmup_start_factor``, accepted by every schedule. An unknown name or
-    argument, a missing or invalid one raises ValueError naming it.
+    argument, a missing or invalid one raises ValueError naming it. ``name`` may
+    also be any schedule (:mod:`.reference`): a function ``fn(step, total_steps)``
+    or an ``LRScheduler`` class, by reference or as the object.
     """
+    from .reference import ForeignSchedule, lookup
+
+    spec = lookup(name)
+    if isinstance(spec, ForeignSchedule):
+        return spec.create(optimizer, **kwargs)
     schedule = resolve(name, kwargs)
     cls = PlateauScheduler if schedule.spec.fn is None else Scheduler
     return cls(optimizer, schedule)

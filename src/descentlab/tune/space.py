@@ -6,7 +6,8 @@ The default space, for a workload W (every key can be replaced from a YAML file,
 ==============  =========================================================  =========================
 key             values                                                     Optuna parameter
 ==============  =========================================================  =========================
-optimizer       adam, adamw, momentum, nesterov, lion                      ``optimizer`` (categorical)
+optimizer       adam, adamw, momentum, nesterov, lion (any optimizer:      ``optimizer`` (categorical)
+                module:Name or file.py:Name too)
 lr              W's default lr for the optimizer × [1/30, 30], log-uniform  ``lr_factor`` (log float)
 schedule        constant, cosine, wsd, warmup_cosine                       ``schedule`` (categorical)
 warmup          [0, 0.1] of the run's steps, uniform (not for constant)    ``warmup`` (float)
@@ -22,7 +23,10 @@ Decisions:
   over that default, means the same thing for every optimizer. TPE (Bergstra et al.
   2011) then models one lr dimension, fitted on every trial, instead of five
   conditional ones fitted on a fifth of the trials each, and the parameter
-  importances give the lr one number. The lr a trial trained with is ``lr_factor × default``
+  importances give the lr one number. An optimizer that is not registered
+  (``torch.optim:AdamW``, ``my_opt.py:MyOpt``) has no workload default: its factor
+  is over its class's own default lr (an error where it has none: give the space
+  an absolute ``lr: {low, high}``). The lr a trial trained with is ``lr_factor × default``
   (the trial's ``config``, ``best.yaml``). A YAML ``lr: {low, high}`` or a list
   searches absolute lrs instead (parameter ``lr``).
 * **weight decay as one log range**, no "use decay" switch: at 1e-6 the decay is
@@ -125,7 +129,7 @@ class SearchSpace:
         else:
             lr = self.lr.suggest(trial, "lr")
         schedule = self.schedules.suggest(trial, "schedule")
-        warmup = None if schedule in NO_WARMUP else self.warmup.suggest(trial, "warmup")
+        warmup = self.warmup.suggest(trial, "warmup") if takes_warmup(schedule) else None
         return {
             "optimizer": optimizer,
             "lr": lr,
@@ -212,14 +216,9 @@ def build(wl: Any, data: dict[str, Any] | None = None, *, where: str = "the sear
     if unknown:
         raise UsageError(f"unknown key {unknown[0]!r} in {where} (expected: {', '.join(KEYS)})")
 
-    optimizers = _names("optimizer", data.get("optimizer", list(DEFAULT_OPTIMIZERS)), where,
-                        lambda n: optim.get(n).name)
-    base_lr = {}
-    for name in optimizers.values:
-        try:
-            base_lr[name] = wl.default_lr(name)
-        except ValueError as exc:
-            raise UsageError(f"invalid optimizer {name!r} in {where}: {exc}") from None
+    from ..experiment.build import initial_lr
+
+    optimizers = _names("optimizer", data.get("optimizer", list(DEFAULT_OPTIMIZERS)), where, optim.canonical)
 
     lr_value = data.get("lr", {"factor": DEFAULT_LR_FACTOR})
     if isinstance(lr_value, dict) and set(lr_value) == {"factor"}:
@@ -234,8 +233,14 @@ def build(wl: Any, data: dict[str, Any] | None = None, *, where: str = "the sear
     else:
         raise UsageError(f"invalid lr={lr_value!r} in {where}: expected {{factor: F}}, {{low: F, high: F}} or a list")
 
-    schedule_names = _names("schedule", data.get("schedule", list(DEFAULT_SCHEDULES)), where,
-                            lambda n: schedules.get(n).name)
+    base_lr = {}
+    for name in optimizers.values if relative else ():
+        try:
+            base_lr[name] = initial_lr(wl, name)[0]
+        except ValueError as exc:
+            raise UsageError(f"invalid optimizer {name!r} in {where}: {exc}") from None
+
+    schedule_names = _names("schedule", data.get("schedule", list(DEFAULT_SCHEDULES)), where, schedules.canonical)
 
     warmup_value = data.get("warmup", {"low": DEFAULT_WARMUP[0], "high": DEFAULT_WARMUP[1]})
     warmup = _dimension("warmup", warmup_value, where, log=False, low_min=0.0, high_max=0.5)
@@ -283,7 +288,7 @@ def check(space: SearchSpace, total_steps: int, where: str = "the search space")
 
     for name in space.optimizers.values if space.fixed.get("opt") else ():  # names are checked already
         try:
-            optim.create(name, [torch.zeros(1, requires_grad=True)], lr=space.base_lr[name],
+            optim.create(name, [torch.zeros(1, requires_grad=True)], lr=space.base_lr.get(name, 1e-3),
                          **dict(space.fixed.get("opt", {})))
         except (ValueError, TypeError) as exc:
             raise UsageError(f"invalid fixed opt in {where} for optimizer {name!r}: {exc}") from None
@@ -291,11 +296,25 @@ def check(space: SearchSpace, total_steps: int, where: str = "the search space")
     for name in space.schedules.values:
         if name in NO_WARMUP:
             continue
-        kw = {**dict(space.fixed.get("sched", {})), "warmup_steps": round(top * total_steps)}
+        kw = dict(space.fixed.get("sched", {}))
+        if takes_warmup(name):
+            kw["warmup_steps"] = round(top * total_steps)
         try:
-            schedules.resolve(name, schedules.budget_defaults(name, total_steps, kw))
+            kw = schedules.budget_defaults(name, total_steps, kw)
+            if schedules.is_registered(name):
+                schedules.resolve(name, kw)
+            else:  # built on a stand-in optimizer: its settings are checked as a run would build it
+                schedules.create(name, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), **kw)
         except (ValueError, TypeError) as exc:
             raise UsageError(f"invalid schedule {name!r} in {where} for a {total_steps}-step run: {exc}") from None
+
+
+def takes_warmup(schedule: str) -> bool:
+    """Whether a warmup fraction is sampled for ``schedule``: every registered schedule
+    but ``constant``; not a user's function or class, whose settings are its own."""
+    from .. import schedules
+
+    return schedule not in NO_WARMUP and schedules.is_registered(schedule)
 
 
 def load(path: str | Path, wl: Any) -> SearchSpace:
@@ -321,8 +340,9 @@ def trial_config(choice: dict[str, Any], space: SearchSpace, *, workload: str, s
     batch = choice["batch_size"] if choice["batch_size"] is not None else recipe_batch
     total = min(steps or math.inf, (epochs or math.inf) * steps_per_epoch(n_train, batch))
     sched = dict(space.fixed.get("sched", {}))
-    if choice["schedule"] not in NO_WARMUP:
+    if takes_warmup(choice["schedule"]):
         sched["warmup_steps"] = round(choice["warmup"] * total)
+    if choice["schedule"] not in NO_WARMUP:
         sched = schedules.budget_defaults(choice["schedule"], total, sched)
     config = {
         "workload": workload,
