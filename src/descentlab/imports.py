@@ -17,6 +17,7 @@ user's file.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -45,8 +46,9 @@ def split(ref: str, kind: str, expected: str) -> tuple[str, str]:
     ``expected`` describes NAME in the error, e.g. "a function that returns a Workload"."""
     where, _, name = ref.strip().rpartition(":")
     if not where or not name or not all(part.isidentifier() for part in name.split(".")):
-        raise UsageError(f"invalid {kind} {ref!r}: expected path/to/file.py:NAME or package.module:NAME "
-                         f"(NAME {expected})")
+        word = "FUNC" if expected.startswith("a function") else "NAME"
+        raise UsageError(f"invalid {kind} {ref!r}: expected path/to/file.py:{word} or package.module:{word} "
+                         f"({word} {expected})")
     return where, name
 
 
@@ -159,6 +161,7 @@ def reference_of(obj: Any) -> str | None:
     return f"{module_name}:{qualname}"
 
 
+@functools.lru_cache(maxsize=None)
 def _distribution(module_name: str) -> tuple[str | None, str | None]:
     top = module_name.split(".")[0]
     try:
@@ -173,10 +176,14 @@ def _distribution(module_name: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def origin(obj: Any, ref: str | None = None) -> dict[str, Any]:
+def origin(obj: Any, ref: str | None = None, plugin: dict[str, Any] | None = None) -> dict[str, Any]:
     """Where ``obj`` came from: ``reference``, ``qualname``, and either ``package``
     and ``version`` (an installed distribution) or ``file`` and ``sha256`` (a
-    user's file); what a result records so that it can be rerun."""
+    user's file); what a result records so that it can be rerun. ``plugin``: an
+    entry point's ``entry_point``, ``package`` and ``version`` (:meth:`Catalog.plugin`)."""
+    if plugin:
+        return {"reference": ref, "qualname": f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}",
+                **plugin}
     module_name = getattr(obj, "__module__", "") or ""
     qualname = getattr(obj, "__qualname__", None) or type(obj).__qualname__
     info: dict[str, Any] = {"reference": ref if ref is not None else reference_of(obj),
@@ -230,7 +237,8 @@ OBJECT_PREFIX = "python:"
 class Catalog:
     """Looking up the user's own objects of one kind (optimizers, schedules).
 
-    ``make(name, obj, label, entry_point)`` checks ``obj`` and wraps it;
+    ``make(name, obj, label, plugin)`` checks ``obj`` and wraps it (``plugin``:
+    an entry point's provenance, or None);
     ``registered()`` lists the built-in names, which shadow entry points of the
     same name. Results are cached per process by their canonical name: an
     absolute reference, an entry point's name, or ``python:QualName`` for an
@@ -278,10 +286,11 @@ class Catalog:
         ep = next((found[k] for k in (key, key.replace("_", "-"), key.replace("-", "_")) if k in found), None)
         if ep is None:
             raise unknown_name(self.kind, text, [*self._registered(), *found])
-        dist = getattr(getattr(ep, "dist", None), "name", None)
-        where = f"{self.group}: {ep.name} = {ep.value}" + (f" [{dist}]" if dist else "")
+        dist = getattr(ep, "dist", None)
+        plugin = {"entry_point": f"{self.group}: {ep.name} = {ep.value}",
+                  "package": getattr(dist, "name", None), "version": getattr(dist, "version", None)}
         return self._cached(ep.name, lambda: self._make(ep.name, load_entry_point(ep, self.kind), repr(ep.name),
-                                                        where))
+                                                        plugin))
 
     def object(self, obj: Any) -> Any:
         """A class or function given in Python."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -70,8 +70,7 @@ class ForeignOptimizer:
     target: Callable[..., torch.optim.Optimizer]
     kind: str
     summary: str = ""
-    entry_point: str | None = None
-    _origin: dict[str, Any] = field(default_factory=dict, repr=False)
+    plugin: dict[str, Any] | None = None  # an entry point's provenance
 
     registered = False
 
@@ -111,12 +110,7 @@ class ForeignOptimizer:
 
     def origin(self) -> dict[str, Any]:
         """``reference``, ``qualname`` and ``package``/``version`` or ``file``/``sha256``."""
-        if not self._origin:
-            info = imports.origin(self.target, self.name)
-            if self.entry_point:
-                info["entry_point"] = self.entry_point
-            self._origin.update(info)
-        return dict(self._origin)
+        return imports.origin(self.target, self.name, self.plugin)
 
     def _accepted_text(self) -> str:
         accepted, _ = self.signature()
@@ -201,7 +195,7 @@ def regularize(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None
 # -- looking one up ------------------------------------------------------------------------
 
 
-def _make(name: str, obj: Any, label: str, entry_point: str | None) -> ForeignOptimizer:
+def _make(name: str, obj: Any, label: str, plugin: dict[str, Any] | None) -> ForeignOptimizer:
     if inspect.isclass(obj):
         if not issubclass(obj, torch.optim.Optimizer):
             raise UsageError(f"optimizer {label} is the class {obj.__qualname__}, which is not a "
@@ -211,7 +205,7 @@ def _make(name: str, obj: Any, label: str, entry_point: str | None) -> ForeignOp
         kind = "factory"
     else:
         raise UsageError(f"optimizer {label} is a {type(obj).__name__}, not {EXPECTED}")
-    return ForeignOptimizer(name=name, target=obj, kind=kind, summary=imports.summary(obj), entry_point=entry_point)
+    return ForeignOptimizer(name=name, target=obj, kind=kind, summary=imports.summary(obj), plugin=plugin)
 
 
 CATALOG = imports.Catalog("optimizer", ENTRY_POINT_GROUP, EXPECTED, _make, registry.available)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from torch.optim import Optimizer
@@ -57,8 +57,7 @@ class ForeignSchedule:
     target: Any
     kind: str  # "function" or "scheduler"
     summary: str = ""
-    entry_point: str | None = None
-    _origin: dict[str, Any] = field(default_factory=dict, repr=False)
+    plugin: dict[str, Any] | None = None  # an entry point's provenance
 
     registered = False
 
@@ -130,12 +129,8 @@ class ForeignSchedule:
             raise UsageError(f"schedule {self.label} raised on ({args}): {imports.first_line(exc)}") from None
 
     def origin(self) -> dict[str, Any]:
-        if not self._origin:
-            info = imports.origin(self.target, self.name)
-            if self.entry_point:
-                info["entry_point"] = self.entry_point
-            self._origin.update(info)
-        return dict(self._origin)
+        """``reference``, ``qualname`` and ``package``/``version`` or ``file``/``sha256``."""
+        return imports.origin(self.target, self.name, self.plugin)
 
 
 class FunctionScheduler(LRScheduler):
@@ -176,7 +171,7 @@ class FunctionScheduler(LRScheduler):
 # -- looking one up ------------------------------------------------------------------------
 
 
-def _make(name: str, obj: Any, label: str, entry_point: str | None) -> ForeignSchedule:
+def _make(name: str, obj: Any, label: str, plugin: dict[str, Any] | None) -> ForeignSchedule:
     if inspect.isclass(obj):
         if not issubclass(obj, LRScheduler):
             raise UsageError(f"schedule {label} is the class {obj.__qualname__}, which is not a "
@@ -196,7 +191,7 @@ def _make(name: str, obj: Any, label: str, entry_point: str | None) -> ForeignSc
                                  "fn(step, total_steps) -> lr multiplier")
     else:
         raise UsageError(f"schedule {label} is a {type(obj).__name__}, not {EXPECTED}")
-    return ForeignSchedule(name=name, target=obj, kind=kind, summary=imports.summary(obj), entry_point=entry_point)
+    return ForeignSchedule(name=name, target=obj, kind=kind, summary=imports.summary(obj), plugin=plugin)
 
 
 CATALOG = imports.Catalog("schedule", ENTRY_POINT_GROUP, EXPECTED, _make, registry.available)
