@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from descentlab.cli import main
+from descentlab.compare.execute import _folder as run_folder
 
 # 4 runs of ~2 s each on one core: long enough to be killed in the middle of one
 ARGS = ["compare", "--workload", "digits-mlp", "--optimizers", "momentum,adam", "--seeds", "2", "--steps", "3000",
@@ -55,9 +56,10 @@ def _trials(db: Path) -> list[tuple[str, dict | None, dict | None]]:
             for state, owner, run in rows]
 
 
-def wait_for_half_and_a_checkpoint(proc: subprocess.Popen, out: Path, timeout: float = 240) -> list[dict]:
+def wait_for_half_and_a_checkpoint(proc: subprocess.Popen, out: Path, timeout: float = 240,
+                                   steps: int = 3000) -> list[dict]:
     """Once half the runs are done and a running one has checkpointed only in its first half
-    (half its 3000 steps or more still to go): that run's owner, first."""
+    (half its ``steps`` or more still to go): that run's owner, first."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, proc.stderr.read()
@@ -66,9 +68,9 @@ def wait_for_half_and_a_checkpoint(proc: subprocess.Popen, out: Path, timeout: f
             for state, owner, run in states:
                 if state != "RUNNING" or not owner or not run:
                     continue
-                steps = [int(c.stem.split("-")[1])
-                         for c in out.glob(f"runs/{run['strategy']}-seed{run['seed']}/checkpoints/step-*.pt")]
-                if steps and max(steps) <= 1500:  # this very run is in its first half
+                done = [int(c.stem.split("-")[1])
+                        for c in out.glob(f"runs/{run_folder(run)}/checkpoints/step-*.pt")]
+                if done and max(done) <= steps // 2:  # this very run is in its first half
                     return [owner]
         time.sleep(0.02)
     raise AssertionError("the comparison did not get half-way")

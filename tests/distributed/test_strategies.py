@@ -1,6 +1,8 @@
 """--strategy zero and fsdp with 2 gloo processes equal one process for the named
-optimizers that most need care under sharding, their checkpoints load in one
-process and in another number of processes, and DiLoCo runs from train."""
+optimizers that most need care under sharding and for optimizers that are not
+descentlab's (torch's AdamW by reference, a user's file; also under ddp), their
+checkpoints load in one process and in another number of processes, and DiLoCo
+runs from train."""
 
 from __future__ import annotations
 
@@ -33,7 +35,16 @@ def relative(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).norm() / a[k].norm().clamp_min(1e-30)) for k in a)
 
 
-OPTIMIZERS = ["adamw", "muon", "adafactor", "lamb"]
+#: folder label -> optimizer; the last two are not descentlab's (docs/your-own-optimizer.md)
+OPTIMIZERS = {"adamw": "adamw", "muon": "muon", "adafactor": "adafactor", "lamb": "lamb",
+              "torch-adamw": "torch.optim:AdamW",
+              "user-heavyball": f"{HERE.parent / 'optim' / 'user_optimizers.py'}:HeavyBall"}
+FOREIGN = ("torch-adamw", "user-heavyball")
+
+
+def strategies(label: str) -> tuple[str, ...]:
+    return ("ddp", "zero", "fsdp") if label in FOREIGN else ("zero", "fsdp")
+
 ARGS = ("--steps", "100", "--checkpoint-every", "50")
 
 
@@ -49,10 +60,10 @@ def _ranks(rank: int, store: str, root: str) -> None:
 
     join(rank, store)
     try:
-        for opt in OPTIMIZERS:
-            for strategy in ("zero", "fsdp"):
+        for label, opt in OPTIMIZERS.items():
+            for strategy in strategies(label):
                 run_training(TrainConfig(workload=WORKLOAD, optimizer=opt, steps=100, checkpoint_every=50, nproc=2,
-                                         strategy=strategy, quiet=True, out=f"{root}/{opt}-{strategy}"),
+                                         strategy=strategy, quiet=True, out=f"{root}/{label}-{strategy}"),
                              log=lambda msg: None)
         for strategy in ("zero", "fsdp"):  # a one-process checkpoint resumed in two, sharded
             out = f"{root}/adamw-one-to-{strategy}"
@@ -69,15 +80,14 @@ def _ranks(rank: int, store: str, root: str) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("strategies")
-    for opt in OPTIMIZERS:
-        assert main([*train("--optimizer", opt, *ARGS), "--out", str(root / f"{opt}-one")]) == 0
+    for label, opt in OPTIMIZERS.items():
+        assert main([*train("--optimizer", opt, *ARGS), "--out", str(root / f"{label}-one")]) == 0
     torch.multiprocessing.spawn(_ranks, args=(str(root / "store"), str(root)), nprocs=2, join=True)
     return root
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["zero", "fsdp"])
-@pytest.mark.parametrize("opt", OPTIMIZERS)
+@pytest.mark.parametrize("opt, strategy", [(label, s) for label in OPTIMIZERS for s in strategies(label)])
 def test_two_sharded_processes_equal_one_after_100_steps(runs, opt, strategy):
     a, b = final(runs / f"{opt}-one"), final(runs / f"{opt}-{strategy}")
     assert a["loop"]["step"] == b["loop"]["step"] == 100

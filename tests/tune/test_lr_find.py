@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +71,12 @@ def _train_a_little(model, opt, x, y, steps=3):
         opt.zero_grad()
 
 
-@pytest.mark.parametrize("name", optim.available())
+#: optimizers that are not descentlab's: torch's, pytorch-optimizer's, a user's file
+FOREIGN = ["torch.optim:AdamW", "pytorch_optimizer:ADOPT",
+           f"{Path(__file__).parents[1] / 'optim' / 'user_optimizers.py'}:HeavyBall"]
+
+
+@pytest.mark.parametrize("name", [*optim.available(), *FOREIGN])
 def test_every_optimizer_state_is_bitwise_restored(name):
     x, y = _data()
     model = _model()

@@ -249,7 +249,8 @@ def config_section(runs: Sequence[Mapping[str, Any]], table: Sequence[agg.Strate
     for row in table:
         first = next((c for c in configs if str(c.get("strategy")) == row.strategy), {})
         own[row.strategy] = {k: v for k, v in first.items() if k not in shared and k not in ("strategy", "seed")}
-    first_keys = ("optimizer", "hparams", "schedule", "schedule_kwargs")
+    first_keys = ("optimizer", "optimizer_source", "hparams", "lr_source", "schedule", "schedule_kwargs",
+                  "schedule_source")
     found = set().union(*own.values()) if own else set()
     columns = [k for k in first_keys if k in found] + sorted(found - set(first_keys))
     head = "".join(f"<th>{e(k)}</th>" for k in ["strategy", *columns])

@@ -33,7 +33,9 @@ Decisions:
   negligible, so "none" lies inside the range and the space keeps one dimension.
   A YAML list (``weight_decay: [0, 1e-4, 1e-2]``) includes an exact 0. The value is
   the optimizer's own (coupled L2 for adam and momentum, decoupled for adamw and
-  lion), as ``train --weight-decay``.
+  lion), as ``train --weight-decay``. A class or factory whose constructor takes no
+  ``weight_decay`` gets none sampled (its algorithm has no decay to tune; a fixed
+  ``opt: {decoupled_decay: F}`` adds descentlab's decoupled one).
 * **warmup as a fraction** of the run, so one range fits any budget:
   ``warmup_steps = round(fraction × total steps)``, and the schedule's other length
   settings (cosine's ``total_steps``, WSD's stable and decay phases) follow from the
@@ -135,7 +137,7 @@ class SearchSpace:
             "lr": lr,
             "schedule": schedule,
             "warmup": warmup,
-            "weight_decay": self.weight_decay.suggest(trial, "weight_decay"),
+            "weight_decay": self.weight_decay.suggest(trial, "weight_decay") if takes_weight_decay(optimizer) else None,
             "batch_size": self.batch_size.suggest(trial, "batch_size") if self.batch_size else None,
         }
 
@@ -307,6 +309,17 @@ def check(space: SearchSpace, total_steps: int, where: str = "the search space")
                 schedules.create(name, torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), **kw)
         except (ValueError, TypeError) as exc:
             raise UsageError(f"invalid schedule {name!r} in {where} for a {total_steps}-step run: {exc}") from None
+
+
+def takes_weight_decay(optimizer: str) -> bool:
+    """Whether a weight decay is sampled for ``optimizer``: every registered one, and a
+    class or factory whose constructor takes ``weight_decay`` (its own decay, whatever it
+    means there). Not one without: descentlab would have to add a decay the algorithm
+    does not have (``decoupled_decay`` is there to ask for that, as a fixed ``opt``)."""
+    from .. import optim
+
+    spec = optim.get(optimizer)
+    return isinstance(spec, optim.OptimizerSpec) or spec.accepts("weight_decay")
 
 
 def takes_warmup(schedule: str) -> bool:

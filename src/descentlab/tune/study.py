@@ -189,7 +189,9 @@ def _params_text(config: dict[str, Any]) -> str:
     parts = [f"optimizer={config['optimizer']}", f"lr={config['lr']:.3g}", f"schedule={config['schedule']}"]
     if "warmup_steps" in config.get("sched", {}):
         parts.append(f"warmup_steps={config['sched']['warmup_steps']}")
-    parts += [f"weight_decay={config['weight_decay']:.2g}", f"batch_size={config['batch_size']}"]
+    if config.get("weight_decay") is not None:
+        parts.append(f"weight_decay={config['weight_decay']:.2g}")
+    parts.append(f"batch_size={config['batch_size']}")
     return " ".join(parts)
 
 
