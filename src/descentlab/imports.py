@@ -203,6 +203,13 @@ def origin(obj: Any, ref: str | None = None, plugin: dict[str, Any] | None = Non
     return info
 
 
+def own_origin(module: str, name: str) -> dict[str, Any]:
+    """:func:`origin` of one of descentlab's own registered names (``module``: ``descentlab.optim``...)."""
+    from . import __version__
+
+    return {"reference": name, "qualname": f"{module}:{name}", "package": "descentlab", "version": __version__}
+
+
 def entry_points(group: str) -> dict[str, metadata.EntryPoint]:
     """``{name: entry point}`` of an entry-point group (not loaded); names lower-case."""
     found: dict[str, metadata.EntryPoint] = {}

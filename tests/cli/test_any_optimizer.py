@@ -133,25 +133,33 @@ def test_compare_jobs_2_and_a_sigkilled_comparison_run_again_give_the_columns_of
     assert metric_columns(tmp_path) == one_job
 
 
-def test_a_worker_on_the_storage_imports_the_users_file_and_shares_the_runs(one_job, tmp_path):
+def test_a_worker_on_the_storage_imports_the_users_file_and_runs_the_comparison(one_job, tmp_path):
+    """The comparison is queued on the storage and its process killed; a `descentlab worker`
+    started from another folder runs what is left (it imports the user's file by its absolute
+    path), and the same compare command then finds every run done."""
     url = f"sqlite:///{tmp_path / 'shared.sqlite'}"
     argv = [*COMPARE, "--jobs", "1", "--storage", url, "--name", "mine", "--out", str(tmp_path / "cmp")]
     coordinator = subprocess.Popen([sys.executable, "-m", "descentlab", *argv], stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (tmp_path / "shared.sqlite").exists():
+    while len(trials(tmp_path / "shared.sqlite")) < 4:  # every run queued
         assert coordinator.poll() is None and time.time() < deadline, coordinator.stderr.read()
-        time.sleep(0.05)
+        time.sleep(0.02)
+    os.kill(coordinator.pid, signal.SIGKILL)
+    coordinator.wait()
     elsewhere = tmp_path / "elsewhere"  # another working folder: the reference is absolute
     elsewhere.mkdir()
-    worker = subprocess.run([sys.executable, "-m", "descentlab", "worker", "--storage", url, "--study", "mine",
-                             "--jobs", "1"], capture_output=True, text=True, timeout=300, cwd=elsewhere)
-    assert worker.returncode == 0, worker.stderr
-    _, stderr = coordinator.communicate(timeout=300)
-    assert coordinator.returncode == 0, stderr
+    worker = subprocess.Popen([sys.executable, "-m", "descentlab", "worker", "--storage", url, "--study", "mine",
+                               "--jobs", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=elsewhere)
+    _, stderr = worker.communicate(timeout=300)
+    assert worker.returncode == 0, stderr
+    states = trials(tmp_path / "shared.sqlite")
+    assert [s for s, _ in states].count("COMPLETE") == 4, states
+    assert worker.pid in {owner["pid"] for _, owner in states if owner}, "the worker ran runs"
+    again = subprocess.run([sys.executable, "-m", "descentlab", *argv], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
     assert metric_columns(tmp_path / "cmp") == one_job
-    owners = {owner["pid"] for _, owner in trials(tmp_path / "shared.sqlite") if owner}
-    assert len(owners) == 2, f"both processes ran runs: {owners}"
 
 
 def test_tune_lr_find_prune_and_distill_take_a_users_optimizer(tmp_path, capsys):

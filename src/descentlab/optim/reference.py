@@ -244,7 +244,4 @@ def origin(optimizer: Any) -> dict[str, Any]:
     spec = lookup(optimizer)
     if isinstance(spec, ForeignOptimizer):
         return spec.origin()
-    from .. import __version__
-
-    return {"reference": spec.name, "qualname": f"descentlab.optim:{spec.name}", "package": "descentlab",
-            "version": __version__}
+    return imports.own_origin("descentlab.optim", spec.name)

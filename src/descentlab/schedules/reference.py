@@ -230,7 +230,4 @@ def origin(schedule: Any) -> dict[str, Any]:
     spec = lookup(schedule)
     if isinstance(spec, ForeignSchedule):
         return spec.origin()
-    from .. import __version__
-
-    return {"reference": spec.name, "qualname": f"descentlab.schedules:{spec.name}", "package": "descentlab",
-            "version": __version__}
+    return imports.own_origin("descentlab.schedules", spec.name)
