@@ -84,3 +84,15 @@ def test_compare_pays_kernel_builds_and_data_generation_before_timing(strict, tm
     assert "data generation (timing-test)" in kinds and "fused C++ kernel build or load" in kinds
     assert timing.violations() == []
     assert all(r["status"] == "finished" for r in result.rows)
+
+
+def test_import_descentlab_leaves_torchs_heavy_optional_modules_unimported():
+    """A fixed cost every run and worker pays: torch.distributed.tensor (about half a second) is
+    imported by sharded training only (benchmarks/import_cost.py measures the whole import)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, descentlab, descentlab.optim, descentlab.compare, descentlab.experiment.run; "
+            "print(sorted(m for m in ('torch.distributed.tensor', 'torch.distributed.optim') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

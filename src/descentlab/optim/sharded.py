@@ -26,18 +26,34 @@ See docs/sharding.md for each optimizer's collectives.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-if dist.is_available():
-    from torch.distributed.tensor import DTensor, Replicate, Shard
-else:  # a torch built without distributed: no tensor is a DTensor (isinstance(t, ()) is False)
-    DTensor = Replicate = Shard = ()  # type: ignore[assignment,misc]
+if TYPE_CHECKING:
+    from torch.distributed.tensor import DTensor
+
+
+def _dtensor() -> Any:
+    """DTensor's class, or ``()`` while ``torch.distributed.tensor`` is not imported:
+    then no tensor can be a DTensor (``isinstance(t, ())`` is False). Not imported
+    here: it costs about half a second, a third of ``import descentlab``
+    (BENCHMARKS.md, "Fixed costs"), and only sharded training needs it (FSDP
+    imports it first)."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module.DTensor if module is not None else ()
+
+
+def _placements() -> tuple[Any, Any]:
+    """``(Replicate, Shard)``; called only where a DTensor exists, so the module is loaded."""
+    from torch.distributed.tensor import Replicate, Shard
+
+    return Replicate, Shard
 
 __all__ = [
     "LocalState",
@@ -57,12 +73,13 @@ __all__ = [
 
 def local(t: Any) -> Any:
     """The local tensor of a DTensor (sharing its memory); anything else unchanged."""
-    return t.to_local() if isinstance(t, DTensor) else t
+    return t.to_local() if isinstance(t, _dtensor()) else t
 
 
 def is_sharded(tensors: Sequence[Any]) -> bool:
     """Whether any of ``tensors`` is a DTensor."""
-    return any(isinstance(t, DTensor) for t in tensors)
+    kind = _dtensor()
+    return any(isinstance(t, kind) for t in tensors)
 
 
 def _contiguous_stride(size: Sequence[int]) -> tuple[int, ...]:
@@ -84,6 +101,7 @@ class Sharding:
 
     @classmethod
     def of(cls, t: DTensor) -> Sharding:
+        Replicate, Shard = _placements()
         for placement in t.placements:
             if not isinstance(placement, (Shard, Replicate)):
                 raise TypeError(
@@ -94,7 +112,7 @@ class Sharding:
 
     def wrap(self, local_tensor: Tensor) -> DTensor:
         """A DTensor of this layout whose local tensor is ``local_tensor`` (no copy, no check)."""
-        return DTensor.from_local(
+        return _dtensor().from_local(
             local_tensor, self.mesh, self.placements, run_check=False, shape=self.shape, stride=self.stride
         )
 
@@ -104,12 +122,14 @@ class Sharding:
         dim = dim % len(self.shape)
         size = list(self.shape)
         size[dim] = 1
+        Replicate, _ = _placements()
         placements = tuple(Replicate() if p.is_shard(dim) else p for p in self.placements)
         return Sharding(self.mesh, placements, torch.Size(size), _contiguous_stride(size))
 
     def groups_over(self, dims: Sequence[int] | None) -> tuple[Any, ...]:
         """The process groups to sum over for a reduction over tensor ``dims`` (None: all)."""
         ndim = len(self.shape)
+        _, Shard = _placements()
         wanted = None if dims is None else {d % ndim for d in dims}
         return tuple(
             self.mesh.get_group(i)
@@ -138,7 +158,7 @@ class LocalState(dict):
             if self._given.get(key) is value:
                 continue
             old = state.get(key)
-            if isinstance(value, Tensor) and isinstance(old, DTensor) and old.to_local().shape == value.shape:
+            if isinstance(value, Tensor) and isinstance(old, _dtensor()) and old.to_local().shape == value.shape:
                 state[key] = Sharding.of(old).wrap(value)
             elif isinstance(value, Tensor) and value.shape == self._local_shape and value.ndim > 0:
                 state[key] = self.sharding.wrap(value)
@@ -150,6 +170,7 @@ def localize(params: list[Tensor], grads: list[Tensor] | None, states: list[dict
     """The local tensors of ``params`` and ``grads`` and a :class:`LocalState` view of
     each DTensor parameter's state (plain parameters and their states unchanged)."""
     views: list[dict] = []
+    DTensor = _dtensor()
     for i, (p, s) in enumerate(zip(params, states)):
         if not isinstance(p, DTensor):
             views.append(s)
@@ -221,7 +242,8 @@ def shard(t: Tensor, state: Mapping[str, Any]) -> Tensor:
     s = sharding(state)
     if s is None:
         return t
-    whole = DTensor.from_local(t, s.mesh, [Replicate()] * s.mesh.ndim, run_check=False)
+    Replicate, _ = _placements()
+    whole = _dtensor().from_local(t, s.mesh, [Replicate()] * s.mesh.ndim, run_check=False)
     return whole.redistribute(s.mesh, s.placements).to_local()
 
 
@@ -230,7 +252,7 @@ def zeros_reduced(p: Tensor, dim: int) -> Tensor:
     for a DTensor ``p``, a DTensor replicated over the mesh dimensions that split ``dim``."""
     size = list(p.shape)
     size[dim] = 1
-    if not isinstance(p, DTensor):
+    if not isinstance(p, _dtensor()):
         return p.new_zeros(size)
     layout = Sharding.of(p).reduced(dim)
     local_size = list(p.to_local().shape)
