@@ -30,7 +30,7 @@ def postgres():
     reason = server.start()
     try:
         if reason:
-            pytest.skip(f"no PostgreSQL server: {reason}")
+            pytest.skip(reason=f"no PostgreSQL server: {reason}")
         yield server.url
     finally:
         server.stop()
