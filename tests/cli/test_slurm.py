@@ -1,0 +1,101 @@
+"""docs/examples/slurm_workers.sbatch on a real Slurm cluster (tests/slurm.py: one node, on
+loopback): a comparison is queued on a storage and its process killed, a job array of two
+`descentlab worker` tasks runs every run at once on the node's two cores, the same compare
+command then finds all done and writes summary.csv, and no Slurm process is left."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests import slurm
+from tests.compare.test_parallel import trials
+from tests.processes import cli
+
+SCRIPT = Path(__file__).parents[2] / "docs" / "examples" / "slurm_workers.sbatch"
+OPTIMIZERS = ("sgd", "adam", "momentum", "nesterov")
+DONE = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL",
+        "DEADLINE")
+
+
+def descentlab() -> str:
+    """The console script beside this Python, else the module."""
+    script = Path(sys.executable).parent / "descentlab"
+    return str(script) if script.exists() else f"{sys.executable} -m descentlab"
+
+
+def queue(argv: list[str], db: Path) -> list[tuple[str, dict | None]]:
+    """Start the comparison and SIGKILL it once its runs are queued: the runs' states then."""
+    coordinator = cli(*argv)
+    deadline = time.monotonic() + 120
+    while len(trials(db)) < len(OPTIMIZERS):
+        assert coordinator.poll() is None and time.monotonic() < deadline, coordinator.stderr.read()
+        time.sleep(0.02)
+    os.kill(coordinator.pid, signal.SIGKILL)
+    coordinator.communicate()
+    return trials(db)
+
+
+def jobs(cluster: slurm.Cluster, job: str) -> dict[str, dict[str, str]]:
+    """Each array task's `scontrol show job` fields, by task id."""
+    shown = cluster.run("scontrol", "show", "job", "-o", job).stdout
+    fields = [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in shown.splitlines() if line.strip()]
+    return {f["ArrayTaskId"]: f for f in fields}
+
+
+def test_a_slurm_job_array_of_workers_runs_a_queued_comparison(tmp_path):
+    db = tmp_path / "q.sqlite"
+    url = f"sqlite:///{db}"
+    argv = ["compare", "--workload", "linreg", "--optimizers", ",".join(OPTIMIZERS), "--steps", "60", "--seeds", "1",
+            "--jobs", "1", "--storage", url, "--name", "slurmq", "--out", str(tmp_path / "cmp")]
+    work = tmp_path / "work"  # the tasks' working folder: their checkpoints go under work/runs/
+    work.mkdir()
+    with slurm.cluster(tmp_path / "slurm") as cluster:
+        if cluster.reason:
+            pytest.skip(f"no Slurm cluster: {cluster.reason}")
+        queued = queue(argv, db)
+        submitted = cluster.run("sbatch", "--parsable", "--array=0-1", f"--chdir={work}",
+                                f"--output={work}/worker-%A_%a.out", str(SCRIPT),
+                                env={"STORAGE": url, "STUDY": "slurmq", "DESCENTLAB": descentlab()})
+        job = submitted.stdout.strip().split(";")[0]
+        deadline = time.monotonic() + 180
+        while True:
+            states = cluster.run("squeue", "-h", "-j", job, "-t", "all", "-o", "%T").stdout.split()
+            if len(states) == 2 and set(states) <= set(DONE):
+                break
+            assert time.monotonic() < deadline, (states, cluster.log("slurmctld"), cluster.log("slurmd"))
+            time.sleep(0.2)
+        tasks = jobs(cluster, job)
+    assert cluster.survivors() == [], "a Slurm daemon, step or job process outlived the cluster"
+    assert all(p.poll() is not None for p in cluster.procs.values())
+
+    logs = {i: (work / f"worker-{job}_{i}.out").read_text() for i in ("0", "1")}
+    assert sorted(tasks) == ["0", "1"]
+    for i, task in tasks.items():
+        assert (task["JobState"], task["ExitCode"]) == ("COMPLETED", "0:0"), logs[i]
+        assert f"joined comparison slurmq in {url}: 1 worker(s)" in logs[i], logs[i]
+        assert "comparison slurmq: no run left to run" in logs[i], logs[i]
+    # both tasks held a core at the same time (select/cons_tres, CR_Core, 2 CPUs)
+    start = [datetime.fromisoformat(t["StartTime"]) for t in tasks.values()]
+    end = [datetime.fromisoformat(t["EndTime"]) for t in tasks.values()]
+    assert max(start) < min(end), tasks
+
+    states = trials(db)
+    assert [s for s, _ in states] == ["COMPLETE"] * len(OPTIMIZERS), (queued, states)
+    assert sum(s == "COMPLETE" for s, _ in queued) < len(OPTIMIZERS), f"nothing was left to the tasks: {queued}"
+    again = subprocess.run([sys.executable, "-m", "descentlab", *argv], check=False, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "4 of 4 runs already done" in again.stderr, again.stderr
+    with open(tmp_path / "cmp" / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sorted(r["strategy"] for r in rows) == sorted(OPTIMIZERS)
+    assert {r["status"] for r in rows} == {"finished"}
