@@ -21,6 +21,7 @@ COMMANDS = {
     "plot-schedule": "plot_schedule",
     "train": "train",
     "compare": "compare",
+    "benchmark": "benchmark",
     "lr-find": "lr_find",
     "tune": "tune",
     "distill": "distill",

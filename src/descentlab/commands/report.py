@@ -11,7 +11,7 @@ HELP = "render the report of a comparison again from DIR/runs.sqlite or from a s
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dir", metavar="DIR|URL", help="a folder written by `descentlab compare`, or the SQLAlchemy URL "
+    p.add_argument("dir", metavar="DIR|URL", help="a folder written by `descentlab compare` or `descentlab benchmark`, or the SQLAlchemy URL "
                    "given to its --storage")
     p.add_argument("--study", help="with a URL: the comparison's --name (default: the only one there)")
     p.add_argument("--out", help="with a URL: where to write report.html and the plots (default report-<study>)")
@@ -30,7 +30,13 @@ def run(args: argparse.Namespace) -> int:
     if args.study is not None or args.out is not None:
         raise UsageError("--study and --out go with a storage URL; a folder's report is written into the folder")
     folder = Path(args.dir)
+    if (folder / "benchmark.json").is_file():  # a folder written by `descentlab benchmark`
+        from ..report.benchmark import render as render_benchmark
+
+        print(f"report: {render_benchmark(folder)}")
+        return 0
     if not (folder / "runs.sqlite").is_file():
-        raise UsageError(f"{args.dir!r} has no runs.sqlite: expected a folder written by `descentlab compare`")
+        raise UsageError(f"{args.dir!r} has no runs.sqlite: expected a folder written by `descentlab compare` "
+                         "(or benchmark.json, by `descentlab benchmark`)")
     print(f"report: {render(folder)}")
     return 0

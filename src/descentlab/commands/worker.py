@@ -7,7 +7,7 @@ import sys
 
 from ..errors import UsageError
 
-HELP = "join a comparison or tune study in a shared storage and run its waiting runs or trials"
+HELP = "join a comparison, benchmark or tune study in a shared storage and run its waiting runs or trials"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,6 +50,18 @@ def run(args: argparse.Namespace) -> int:
 
         join(args.storage, name, out=out, jobs=jobs, data_dir=args.data_dir, log=log)
         print(f"study {name}: no trial left to run")
+        return 0
+    if kind == "benchmark":
+        from ..benchmark import execute as bx
+        from ..benchmark.api import PLAN
+
+        plan = bx.Plan.from_settings(study.user_attrs[PLAN]["plan"], storage=args.storage, name=name,
+                                     heartbeat=heartbeat_interval(), data_dir=args.data_dir, device=args.device,
+                                     checkpoints=out)
+        log(f"joined benchmark {name} in {where}: {jobs} worker(s) on this machine")
+        bx.execute(plan, jobs, log=log)
+        print(f"benchmark {name}: no run left to run; the benchmark command, run again with the same arguments, "
+              "writes its report")
         return 0
     from ..compare import execute as ex
 

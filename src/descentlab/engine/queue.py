@@ -87,11 +87,13 @@ def check_same(study: Any, url: str, name: str, kind: str, settings: Mapping[str
 
 
 def open_queue(storage: Any, url: str, name: str, *, kind: str, settings: Mapping[str, Any],
-               runs: Sequence[Mapping[str, Any]], direction: str = "maximize") -> tuple[Any, bool]:
+               runs: Sequence[Mapping[str, Any]], direction: str = "maximize",
+               attrs: Mapping[str, Any] | None = None) -> tuple[Any, bool]:
     """The study ``name`` holding ``runs``: created with them enqueued, or, when it exists with
     the same ``settings``, loaded with every run that has no live trial enqueued again (a run
     whose retries ran out). Returns ``(study, created)``. Another study of that name is a
-    UsageError naming the first differing setting; nothing in the storage is changed then."""
+    UsageError naming the first differing setting; nothing in the storage is changed then.
+    ``attrs``: more user attributes of a new study, set before any run is enqueued."""
     import optuna
 
     settings = _plain(settings)
@@ -108,6 +110,8 @@ def open_queue(storage: Any, url: str, name: str, *, kind: str, settings: Mappin
         study = optuna.create_study(study_name=name, storage=storage, direction=direction)
         study.set_user_attr(KIND, kind)
         study.set_user_attr(SETTINGS, settings)
+        for key, value in (attrs or {}).items():
+            study.set_user_attr(key, _plain(value))
         for run in runs:
             study.enqueue_trial({}, user_attrs={RUN: _plain(run)})
         return study, True

@@ -1,0 +1,399 @@
+"""``descentlab.benchmark(...)``: strategies scored across a suite of workloads, as AlgoPerf scores them.
+
+    >>> import descentlab
+    >>> result = descentlab.benchmark()                       # the small suite, 7 classic optimizers
+    >>> result.scores["adamw"], result.report
+
+The ``descentlab benchmark`` command calls this and nothing else. Writes ``out/benchmark.json``,
+``out/times.csv`` and ``out/report.html``; every run is kept in the storage (``out/runs.sqlite``
+by default). Called again after an interruption, the same call continues the benchmark.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+CLASSIC = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
+TIMES = ("seconds", "steps")
+PLAN = "descentlab:plan"  # the study's user attribute holding the resolved plan (targets set, trials drawn)
+DEFAULT_TRIALS = 5
+CSV_COLUMNS = ("workload", "part", "strategy", "study", "trial", "seed", "run_seed", "hparams", "lr", "target",
+               "metric", "budget_steps", "status", "steps_to_target", "seconds_to_target", "steps", "train_seconds",
+               "wall_seconds", "best_metric", "final_metric")
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """What a benchmark wrote: ``scores`` (strategy -> score on the chosen time), ``times``
+    (strategy -> workload -> seconds or None), ``steps``, ``score_ci``, ``report`` (report.html),
+    ``out`` (the folder) and ``data`` (benchmark.json, all of it)."""
+
+    scores: dict[str, float]
+    times: dict[str, dict[str, float | None]]
+    steps: dict[str, dict[str, float | None]]
+    score_ci: dict[str, list[float]]
+    report: Path
+    out: Path
+    data: dict[str, Any]
+
+
+def _count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"invalid {name}={value!r}: expected an integer >= 1")
+    return value
+
+
+def strategies_and_spaces(optimizers: Any, strategies: Any) -> tuple[list[Any], dict[str, dict[str, Any]]]:
+    """The strategies (as ``compare`` takes them) and each one's search space (``space:`` field)."""
+    from ..compare.strategy import coerce, from_mapping
+    from ..experiment.config import load_yaml_data
+    from . import space
+
+    if optimizers is not None and strategies is not None:
+        raise UsageError("give optimizers or strategies, not both")
+    raw: dict[str, Any] = {}
+    if isinstance(strategies, (str, os.PathLike)):
+        data = load_yaml_data(strategies)
+        if isinstance(data, dict) and set(data) == {"strategies"}:
+            data = data["strategies"]
+        if not isinstance(data, list) or not data:
+            raise UsageError(f"invalid strategies file {str(strategies)!r}: expected a non-empty list of strategies")
+        items = []
+        for i, item in enumerate(data):
+            if isinstance(item, dict) and "space" in item:
+                item = dict(item)
+                raw[i] = item.pop("space")
+            items.append(item)
+        out = [from_mapping(item, i, None) for i, item in enumerate(items)]
+        coerce(out)  # distinct labels
+    else:
+        given = strategies if strategies is not None else optimizers if optimizers is not None else ",".join(CLASSIC)
+        if isinstance(given, (list, tuple)):
+            given = [dict(g) if isinstance(g, dict) else g for g in given]
+            for i, g in enumerate(given):
+                if isinstance(g, dict) and "space" in g:
+                    raw[i] = g.pop("space")
+        out = coerce(given)
+    spaces = {s.label: space.check(raw.get(i), f"strategy {s.label!r}") for i, s in enumerate(out)}
+    return out, spaces
+
+
+def _suite(suite: Any, workloads: Any) -> Any:
+    from . import suites
+
+    if suite is not None and workloads is not None:
+        raise UsageError("give suite or workloads, not both")
+    if workloads is not None:
+        text = workloads if isinstance(workloads, str) else ",".join(workloads)
+        return suites.from_workloads(text)
+    return suites.load(str(suite) if suite is not None else "small")
+
+
+def _resolve_targets(suite: Any, data_dir: str | None, log: Callable[[str], None]) -> tuple[tuple[Any, ...], dict]:
+    """The suite's entries with every auto target and budget set (:mod:`.targets`), and the figures."""
+    from .. import workloads
+    from . import targets, variants
+
+    figures: dict[str, Any] = {}
+    entries = []
+    for e in suite.entries:
+        parts = {}
+        for part_name, part in e.parts():
+            if part.target is not None and part.budget_steps is not None:
+                parts[part_name] = part
+                continue
+            wl = (variants.build(e.base.workload, part.changes, data_dir=data_dir) if part.changes
+                  else workloads.load(part.workload, seed=0, data_dir=data_dir))
+            log(f"setting the target and budget of {e.name} ({part_name}) from tuned baselines (target: auto)")
+            got = targets.procedure(wl, batch_size=e.batch_size, search_steps=part.budget_steps, log=log)
+            figures[f"{e.name}/{part_name}"] = got
+            parts[part_name] = replace(part, target=got["target"], budget_steps=got["budget_steps"])
+        entries.append(replace(e, base=parts["base"], variant=parts.get("variant")))
+    return tuple(entries), figures
+
+
+def _check(entries: Sequence[Any], strategies: Sequence[Any], data_dir: str | None) -> dict[str, dict[str, Any]]:
+    """Every part loads, its target lies in its metric's range, every strategy builds on it;
+    returns workload -> its description for benchmark.json."""
+    from .. import workloads
+    from ..compare.runner import validate
+    from . import variants
+
+    described = {}
+    for e in entries:
+        info: dict[str, Any] = {}
+        for part_name, part in e.parts():
+            try:
+                wl = (variants.build(e.base.workload, part.changes, data_dir=data_dir) if part.changes
+                      else workloads.load(part.workload, seed=0, data_dir=data_dir))
+                wl.check_target(part.target)
+            except ValueError as exc:
+                raise UsageError(f"suite workload {e.name!r} ({part_name}): {exc}") from None
+            validate(wl, strategies, part.budget_steps)
+            if part_name == "base":
+                info = {"target": part.target, "metric": wl.metric, "mode": wl.metric_mode,
+                        "budget_steps": part.budget_steps, "workload": part.workload, "variant": None}
+            else:
+                info["variant"] = {"changes": variants.describe(part.changes), "target": part.target,
+                                   "budget_steps": part.budget_steps}
+        described[e.name] = info
+    return described
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "inf" if value == math.inf else repr(value)
+    return str(value)
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    import csv
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow([_fmt(row.get(c)) for c in CSV_COLUMNS])
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def benchmark(
+    suite: str | None = None,
+    strategies: Any = None,
+    *,
+    workloads: str | Sequence[str] | None = None,
+    optimizers: str | Sequence[str] | None = None,
+    ruleset: str = "self",
+    trials: int | None = None,
+    studies: int = 1,
+    seeds: int = 3,
+    time: str = "seconds",
+    jobs: int | None = None,
+    storage: str | None = None,
+    name: str | None = None,
+    out: str | Path | None = None,
+    baseline: str | None = None,
+    overwrite: bool = False,
+    data_dir: str | None = None,
+    device: str = "auto",
+    log: Callable[[str], None] | None = None,
+) -> BenchmarkResult:
+    """Run ``strategies`` (or ``optimizers``; default the 7 classic ones) on every workload of
+    ``suite`` (``"small"`` by default, ``"full"``, or a suite file) or of ``workloads``, under
+    ``ruleset`` ``"self"`` (defaults only, 3× the budget) or ``"external"`` (``trials``
+    quasi-random points of each strategy's search space per workload and study), ``studies``
+    times with ``seeds`` seeds each; score on ``time`` (``"seconds"`` or ``"steps"``).
+    ``jobs``: runs at once (default one per core); ``storage``/``name``: the database and the
+    benchmark's name in it (``descentlab worker`` joins it). Bad input raises UsageError
+    before anything runs."""
+    from ..engine.storage import check_url, heartbeat_interval, open_storage, quiet_optuna
+    from ..engine.workers import cores
+    from ..experiment.lock import hold
+    from . import execute as ex
+    from . import results, space
+
+    log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
+    if ruleset not in ex.RULESETS:
+        raise UsageError(f"invalid ruleset {ruleset!r}: expected one of {', '.join(ex.RULESETS)}")
+    if time not in TIMES:
+        raise UsageError(f"invalid time {time!r}: expected one of {', '.join(TIMES)}")
+    if trials is None:
+        trials = DEFAULT_TRIALS if ruleset == "external" else 1
+    _count("trials", trials)
+    _count("studies", studies)
+    _count("seeds", seeds)
+    if jobs is not None:
+        _count("jobs", jobs)
+    if ruleset == "self" and trials != 1:
+        raise UsageError(f"invalid trials={trials}: the self ruleset trains each strategy's defaults once per "
+                         "study and seed; trials are for --ruleset external")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise UsageError(f"invalid benchmark name {name!r}: expected a non-empty string")
+    if storage is not None:
+        check_url(storage, jobs or 2)
+    the_suite = _suite(suite, workloads)
+    strats, spaces = strategies_and_spaces(optimizers, strategies)
+    labels = [s.label for s in strats]
+    baseline = baseline or ("adamw" if "adamw" in labels else labels[0])
+    if baseline not in labels:
+        raise UsageError(f"invalid baseline {baseline!r}: expected one of the strategies ({', '.join(labels)})")
+    from ..imports import in_process_only
+
+    objects = [s.label for s in strats if in_process_only(s.optimizer) or in_process_only(s.schedule)]
+    if objects:
+        raise UsageError(f"strategy {objects[0]!r} holds a Python object that the benchmark's worker processes "
+                         "cannot import: give its optimizer and schedule as package.module:Name or file.py:Name")
+    jobs = jobs or cores()
+    name = name or f"benchmark-{the_suite.name}-{ruleset}"
+    out = Path(out if out is not None else f"runs/benchmark-{the_suite.name}-{ruleset}").resolve()
+    url = storage or f"sqlite:///{out / 'runs.sqlite'}"
+    heartbeat = heartbeat_interval()
+    request = {"suite": the_suite.to_dict(), "strategies": [s.to_dict() for s in strats], "spaces": spaces,
+               "ruleset": ruleset, "trials": trials, "studies": studies, "seeds": seeds}
+    start = _now()
+    with quiet_optuna():
+        db = open_storage(url, heartbeat) if storage is not None else None
+        saved = _saved_plan(db, url, name, request, overwrite) if db is not None else None
+        with hold(out):
+            if storage is None:
+                db = open_storage(url, heartbeat) if (out / "runs.sqlite").exists() else None
+                saved = _saved_plan(db, url, name, request, overwrite) if db is not None else None
+            if overwrite:
+                _forget(url, name, out, heartbeat)
+                saved = None
+            for stale in ("benchmark.json", "times.csv", "report.html"):
+                (out / stale).unlink(missing_ok=True)
+            if saved is None:
+                entries, figures = _resolve_targets(the_suite, data_dir, log)
+                workloads_info = _check(entries, strats, data_dir)
+                points = ({s.label: [space.trials(spaces[s.label], trials, st) for st in range(studies)]
+                           for s in strats} if ruleset == "external" else {})
+                plan = ex.Plan(entries=entries, strategies=tuple(strats), spaces=spaces, points=points,
+                               ruleset=ruleset, trials=trials, studies=studies, seeds=seeds, storage=url, name=name,
+                               heartbeat=heartbeat, data_dir=data_dir, device=device, checkpoints=str(out))
+                extra = {"figures": figures, "workloads": workloads_info}
+            else:
+                plan = ex.Plan.from_settings(saved["plan"], storage=url, name=name, heartbeat=heartbeat,
+                                             data_dir=data_dir, device=device, checkpoints=str(out))
+                extra = saved["extra"]
+            out.mkdir(parents=True, exist_ok=True)
+            from ..store import RunStore
+
+            RunStore(url)
+            db = open_storage(url, heartbeat)
+            study, _ = ex.queue.open_queue(db, url, name, kind=ex.KIND, settings=request, runs=ex.run_keys(plan),
+                                           direction="minimize", attrs={PLAN: {"plan": plan.settings(), "extra": extra}})
+            n = ex.queue.counts(study)
+            total = len(ex.run_keys(plan))
+            log(f"benchmark {name}: {len(strats)} strategies × {len(plan.entries)} workloads (+ held-out variants), "
+                f"ruleset {ruleset}" + (f" ({trials} trials × {studies} studies)" if ruleset == "external" else
+                                        f" ({SELF_NOTE})") + f", {seeds} seed(s): {total} runs, {jobs} at once"
+                + (f"; {n['COMPLETE']} already done" if n["COMPLETE"] else ""))
+            ex.execute(plan, jobs, log=log)
+            rows, runs = ex.collect(plan)
+            write_csv(out / "times.csv", rows)
+            data = _document(plan, rows, runs, extra, time=time, baseline=baseline, suite=the_suite,
+                             storage=url, wall=_now() - start)
+            write_json(out / "benchmark.json", data)
+            import contextlib
+
+            with contextlib.suppress(OSError):
+                (out / "runs").rmdir()
+            from ..report.benchmark import render
+
+            report = render(out)
+            log(data["verdict"]["text"])
+    return BenchmarkResult(scores=data["scores"], times=data["times"], steps=data["steps"], score_ci=data["score_ci"],
+                           report=report, out=out, data=data)
+
+
+SELF_NOTE = f"defaults, {3}× the budget"
+
+
+def _now() -> float:
+    import time as _time
+
+    return _time.perf_counter()
+
+
+def _saved_plan(db: Any, url: str, name: str, request: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """The saved plan of benchmark ``name`` when it exists with the same request; another is a UsageError."""
+    from ..engine import queue
+
+    study = queue.find(db, name)
+    if study is None or overwrite:
+        return None
+    queue.check_same(study, url, name, "benchmark", request)
+    return study.user_attrs.get(PLAN)
+
+
+def _forget(url: str, name: str, out: Path, heartbeat: int) -> None:
+    import shutil
+
+    import optuna
+
+    from ..engine import queue
+    from ..engine.storage import open_storage
+    from ..store import RunStore
+    from .execute import GROUP
+
+    db = open_storage(url, heartbeat)
+    if queue.find(db, name) is not None:
+        optuna.delete_study(study_name=name, storage=db)
+    RunStore(url).delete(GROUP, name)
+    shutil.rmtree(out / "runs", ignore_errors=True)
+
+
+def _curves(plan: Any, runs: Sequence[dict[str, Any]], data: dict[str, Any]) -> dict[str, Any]:
+    """workload -> strategy -> the validation curve of its best run on the base workload (study 0)."""
+    from ..store import RunStore
+
+    store = RunStore(plan.storage)
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in runs:
+        cfg, summary = run["config"], run["summary"]
+        if cfg["part"] != "base" or cfg["study"] != 0 or cfg["seed"] != 0:
+            continue
+        k = (cfg["entry"], cfg["strategy"])
+        t = summary.get("steps_to_target")
+        rank = (0, t) if t is not None else (1, -(summary.get("best_metric") or 0) if cfg["metric_mode"] == "max"
+                                                else (summary.get("best_metric") or math.inf))
+        if k not in best or rank < best[k]["rank"]:
+            best[k] = {"rank": rank, "id": run["id"], "metric": cfg["metric"]}
+    out: dict[str, dict[str, Any]] = {}
+    for (w, s), b in best.items():
+        steps, values, _ = store.metric(b["id"], f"val_{b['metric']}")
+        out.setdefault(w, {})[s] = {"steps": steps, "values": [v if v is not None and math.isfinite(v) else None
+                                                              for v in values]}
+    return out
+
+
+def _document(plan: Any, rows: list[dict[str, Any]], runs: list[dict[str, Any]], extra: dict[str, Any], *,
+              time: str, baseline: str, suite: Any, storage: str, wall: float) -> dict[str, Any]:
+    from ..engine.storage import mask
+    from . import execute as ex
+    from . import results
+    from .score import TAU_MAX
+
+    labels = [s.label for s in plan.strategies]
+    names = [e.name for e in plan.entries]
+    summary = results.summarize(rows, strategies=labels, workloads=names, ruleset=plan.ruleset, time=time,
+                                baseline=baseline, trials=plan.trials)
+    workloads_info = {w: {**extra["workloads"][w]} for w in names}
+    for w in names:
+        workloads_info[w]["run_budget_steps"] = plan.steps(workloads_info[w]["budget_steps"])
+    return {
+        "ruleset": plan.ruleset, "time": time, "tau_max": TAU_MAX,
+        "suite": suite.name, "name": plan.name, "storage": mask(storage),
+        "strategies": labels,
+        "optimizers": {s.label: s.optimizer for s in plan.strategies},
+        "spaces": plan.spaces if plan.ruleset == "external" else {},
+        "trials": plan.trials, "studies": plan.studies, "seeds": plan.seeds,
+        "self_budget": ex.SELF_BUDGET, "evaluations_per_budget": ex.EVALS,
+        "workloads": workloads_info,
+        **summary,
+        "curves": _curves(plan, runs, summary),
+        "target_setting": extra.get("figures", {}),
+        "runs": len(rows),
+        "wall_seconds": wall,
+        "train_seconds": sum(r.get("train_seconds") or 0.0 for r in rows),
+    }
