@@ -133,9 +133,9 @@ def _reference(workload: Any, where: str, base: Path | None) -> str:
     return key
 
 
-def entry(item: Any, index: int, base: Path | None = None) -> Entry:
+def entry(item: Any, index: int, base: Path | None = None, where: str | None = None) -> Entry:
     """One suite entry from its mapping (validated)."""
-    where = f"suite workload {index + 1}"
+    where = where or f"suite workload {index + 1}"
     if not isinstance(item, dict):
         raise UsageError(f"{where}: expected a mapping with workload, target, budget_steps, got {item!r}")
     unknown = sorted(set(item) - set(ENTRY_KEYS))
@@ -198,7 +198,8 @@ def load(spec: str) -> Suite:
         if not path.is_file():
             raise UsageError(f"suite file {spec!r} does not exist")
         return from_data(load_yaml_data(path), path.stem, source=str(path.resolve()), base=path.resolve().parent)
-    raise UsageError(str(unknown_name("suite", spec, list(BUILTIN))) + " (or give a suite file, FILE.yaml)")
+    hint = str(unknown_name("suite", spec, list(BUILTIN))).split(" (available")[0]
+    raise UsageError(f"{hint} (available: {', '.join(BUILTIN)}, or a suite file FILE.yaml)")
 
 
 def from_workloads(text: str) -> Suite:
@@ -217,5 +218,5 @@ def from_workloads(text: str) -> Suite:
             items.append({"workload": n, "target": AUTO, "budget_steps": AUTO})
     entries = []
     for i, item in enumerate(items):
-        entries.append(Entry.from_dict(item) if "base" in item else entry(item, i))
+        entries.append(Entry.from_dict(item) if "base" in item else entry(item, i, where="--workloads"))
     return Suite(name="workloads", entries=tuple(entries), source=text)

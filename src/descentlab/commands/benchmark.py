@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (default runs/benchmark-<suite>-<ruleset>)")
     p.add_argument("--overwrite", action="store_true", help="replace a benchmark of that name already there")
     p.add_argument("--data-dir", help="folder of data files (mnist-cnn)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads with --jobs 1 (default 1: the numbers "
+                   "of the worker processes, which have one each)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
 
 

@@ -86,7 +86,7 @@ def leaderboard(d: dict[str, Any], colors: Mapping[str, str]) -> str:
 def profiles_figure(d: dict[str, Any], colors: Mapping[str, str]) -> str:
     plt = _pyplot()
     tau_max = d["tau_max"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True, layout="constrained")
     for ax, (key, unit) in zip(axes, (("times", "seconds"), ("steps", "steps"))):
         r = _ratios(d[key])
         for s in d["verdict"]["order"]:
@@ -105,7 +105,7 @@ def profiles_figure(d: dict[str, Any], colors: Mapping[str, str]) -> str:
         ax.set_xlabel("τ (time over the fastest strategy's)")
         ax.set_title(f"performance profile, time in {unit}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     axes[0].set_ylabel("ρ(τ): fraction of workloads with r ≤ τ")
     return png_data_uri(fig)
 
@@ -169,6 +169,25 @@ def tunability_figure(d: dict[str, Any], colors: Mapping[str, str]) -> str:
     return png_data_uri(fig)
 
 
+def _zoom(ax: Any, curves: Mapping[str, Any], info: Mapping[str, Any]) -> None:
+    """Limit the y axis to the part of the curves near the target: the first evaluations of a
+    regression can lie orders of magnitude away (r² of −4) and flatten everything else."""
+    import numpy as np
+
+    values = np.array([v for c in curves.values() for v in c["values"] if v is not None], dtype=float)
+    if values.size < 4:
+        return
+    target = info["target"]
+    if info["mode"] == "max":
+        low = min(float(np.quantile(values, 0.2)), target)
+        high = max(float(values.max()), target)
+    else:
+        low = min(float(values.min()), target)
+        high = max(float(np.quantile(values, 0.8)), target)
+    pad = 0.08 * (high - low or abs(target) or 1.0)
+    ax.set_ylim(low - pad, high + pad)
+
+
 def curves_figure(d: dict[str, Any], colors: Mapping[str, str]) -> str | None:
     curves = d.get("curves") or {}
     names = [w for w in d["workloads"] if w in curves]
@@ -189,6 +208,7 @@ def curves_figure(d: dict[str, Any], colors: Mapping[str, str]) -> str | None:
             ys = [v if v is not None else math.nan for v in c["values"]]
             ax.plot(c["steps"], ys, color=colors[s], lw=1.4, label=s)
         ax.axhline(info["target"], color="black", ls="--", lw=1, label="target")
+        _zoom(ax, curves[w], info)
         ax.set_title(f"{w}: val {info['metric']}", fontsize=10)
         ax.set_xlabel("step", fontsize=9)
         ax.grid(alpha=0.3)
