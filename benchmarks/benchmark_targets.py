@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 SUITES = Path(__file__).resolve().parents[1] / "src" / "descentlab" / "benchmark" / "suites"
+RESULTS = Path(__file__).resolve().parent / "results"  # every figure of the procedure, as JSON
 
 # (workload, variant changes, search budget in steps or None for the recipe's)
 SMALL = [
@@ -100,11 +101,14 @@ def main() -> None:
             head.append(f"#   {name} {part}: bests " + ", ".join(
                 f"{r['optimizer']}@{r['lr']:.3g} {r['best']:.4g}" if r["best"] is not None else "diverged"
                 for r in f["search"]) + f"; steps {f['steps_to_target']} of {f['search_steps']}")
+    if any("search" not in f for f in known.values()):
+        head.append("#   (the small suite's workloads: as in small.yaml, whose comments give their figures)")
     text = "\n".join(head) + "\n" + yaml.safe_dump({"name": args.suite, "workloads": entries}, sort_keys=False)
     SUITES.mkdir(parents=True, exist_ok=True)
     (SUITES / f"{args.suite}.yaml").write_text(text)
-    (SUITES / f".{args.suite}-figures.json").write_text(json.dumps({f"{k[0]}/{k[1]}": v for k, v in known.items()},
-                                                                   indent=1))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"targets-{args.suite}.json").write_text(json.dumps({f"{k[0]}/{k[1]}": v for k, v in known.items()},
+                                                                indent=1))
     print(text)
 
 

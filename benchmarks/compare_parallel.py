@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/compare_parallel.py                 # issue 16: --jobs 2 on mnist1d-cnn
     .venv/bin/python benchmarks/compare_parallel.py --demo          # make demo: 1 seed, --jobs 1 vs 3 seeds, --jobs N
+    .venv/bin/python benchmarks/compare_parallel.py --seeds 2 --steps 1000 --repeat 3   # issue 24, item 7
 
 Each variant is the ``descentlab compare`` command, started as a new process (imports,
 the workers' start, the warm-up, the report: everything a user waits for), into an empty
@@ -50,6 +51,7 @@ def main() -> None:
     p.add_argument("--workload", default="mnist1d-cnn")
     p.add_argument("--optimizers", default="sgd,momentum,adam,adamw")
     p.add_argument("--steps", type=int, help="default: the workload's recipe")
+    p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--repeat", type=int, default=2)
     a = p.parse_args()
     subprocess.run([sys.executable, "-m", "descentlab.optim.fused"], check=True, capture_output=True)
@@ -58,7 +60,7 @@ def main() -> None:
         variants = [("1 seed, --jobs 1 (the demo before)", ["--seeds", "1", "--jobs", "1", *budget]),
                     (f"3 seeds, --jobs {a.jobs} (make demo now)", ["--seeds", "3", "--jobs", str(a.jobs), *budget])]
     else:
-        base = ["--workload", a.workload, "--optimizers", a.optimizers, *budget]
+        base = ["--workload", a.workload, "--optimizers", a.optimizers, "--seeds", str(a.seeds), *budget]
         variants = [("--jobs 1", [*base, "--jobs", "1"]), (f"--jobs {a.jobs}", [*base, "--jobs", str(a.jobs)])]
     print(f"# {os.cpu_count()} cores; {' vs '.join(v[0] for v in variants)}", flush=True)
     walls: dict[str, list[float]] = {label: [] for label, _ in variants}

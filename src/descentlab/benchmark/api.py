@@ -15,7 +15,6 @@ import json
 import math
 import os
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -170,9 +169,20 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
+def _finite(value: Any) -> Any:
+    """JSON has no ∞ or NaN: such a number is written as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=False))
+    tmp.write_text(json.dumps(_finite(data), indent=1, allow_nan=False))
     os.replace(tmp, path)
 
 
@@ -209,7 +219,7 @@ def benchmark(
     from ..engine.workers import cores
     from ..experiment.lock import hold
     from . import execute as ex
-    from . import results, space
+    from . import space
 
     log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
     if ruleset not in ex.RULESETS:
@@ -251,30 +261,29 @@ def benchmark(
                "ruleset": ruleset, "trials": trials, "studies": studies, "seeds": seeds}
     start = _now()
     with quiet_optuna():
-        db = open_storage(url, heartbeat) if storage is not None else None
-        saved = _saved_plan(db, url, name, request, overwrite) if db is not None else None
+        # the benchmark of that name, if it exists: the same request continues it (its targets and
+        # trials as saved), another is refused; both before anything is written
+        saved = None
+        if storage is not None or (out / "runs.sqlite").exists():
+            saved = _saved_plan(open_storage(url, heartbeat), url, name, request, overwrite)
+        if saved is None:  # auto targets set, every part checked, the trials drawn: before anything is written
+            entries, figures = _resolve_targets(the_suite, data_dir, log)
+            workloads_info = _check(entries, strats, data_dir)
+            points = ({s.label: [space.trials(spaces[s.label], trials, st) for st in range(studies)]
+                       for s in strats} if ruleset == "external" else {})
+            plan = ex.Plan(entries=entries, strategies=tuple(strats), spaces=spaces, points=points,
+                           ruleset=ruleset, trials=trials, studies=studies, seeds=seeds, storage=url, name=name,
+                           heartbeat=heartbeat, data_dir=data_dir, device=device, checkpoints=str(out))
+            extra = {"figures": figures, "workloads": workloads_info}
+        else:
+            plan = ex.Plan.from_settings(saved["plan"], storage=url, name=name, heartbeat=heartbeat,
+                                         data_dir=data_dir, device=device, checkpoints=str(out))
+            extra = saved["extra"]
         with hold(out):
-            if storage is None:
-                db = open_storage(url, heartbeat) if (out / "runs.sqlite").exists() else None
-                saved = _saved_plan(db, url, name, request, overwrite) if db is not None else None
             if overwrite:
                 _forget(url, name, out, heartbeat)
-                saved = None
             for stale in ("benchmark.json", "times.csv", "report.html"):
                 (out / stale).unlink(missing_ok=True)
-            if saved is None:
-                entries, figures = _resolve_targets(the_suite, data_dir, log)
-                workloads_info = _check(entries, strats, data_dir)
-                points = ({s.label: [space.trials(spaces[s.label], trials, st) for st in range(studies)]
-                           for s in strats} if ruleset == "external" else {})
-                plan = ex.Plan(entries=entries, strategies=tuple(strats), spaces=spaces, points=points,
-                               ruleset=ruleset, trials=trials, studies=studies, seeds=seeds, storage=url, name=name,
-                               heartbeat=heartbeat, data_dir=data_dir, device=device, checkpoints=str(out))
-                extra = {"figures": figures, "workloads": workloads_info}
-            else:
-                plan = ex.Plan.from_settings(saved["plan"], storage=url, name=name, heartbeat=heartbeat,
-                                             data_dir=data_dir, device=device, checkpoints=str(out))
-                extra = saved["extra"]
             out.mkdir(parents=True, exist_ok=True)
             from ..store import RunStore
 
