@@ -102,3 +102,21 @@ def test_budgets_in_seconds_use_the_median_seconds_per_step():
     rows[1]["train_seconds"] = 90.0  # 0.3 s per step; a: 0.1 s per step -> median 0.2
     assert results.budgets(rows, "steps") == {"w": 300.0}
     assert results.budgets(rows, "seconds") == {"w": pytest.approx(60.0)}
+
+
+def test_an_interval_holds_its_point_even_when_the_draws_lie_below_it():
+    # one seed of three misses everywhere: the point's medians are finite, while a draw of three
+    # seeds gives a median of inf with probability 7/27 on each workload
+    names = [f"w{i}" for i in range(14)]  # all 14 finite in a draw: (20/27)^14 = 1.5 %
+    rows = []
+    for w in names:
+        rows += [row("a", w, "base", 0, 0, 0, 10), row("a", w, "base", 0, 0, 1, 11), row("a", w, "base", 0, 0, 2, None),
+                 *(row("b", w, "base", 0, 0, n, 30) for n in range(3))]
+    c = results.cells(rows, "steps")
+    point = results.scores(results.times(c, ["a", "b"], names))
+    raw, _ = results.bootstrap(c, ["a", "b"], names, {w: 100.0 for w in names}, "b", draws=300)
+    assert raw["a"][1] < point["a"] == 1.0, "the draws lie below the point: the case the widening is for"
+    out = results.summarize(rows, strategies=["a", "b"], workloads=names, ruleset="self",
+                            time="steps", baseline="b", trials=1, draws=300)
+    lo, hi = out["score_ci"]["a"]
+    assert lo == raw["a"][0] and hi == point["a"] == 1.0
