@@ -39,7 +39,6 @@ from .. import workloads
 from ..errors import UsageError
 from ..experiment.build import LR_GIVEN, build, initial_lr, trainer_options
 from ..experiment.lock import hold
-from ..store import RunStore
 from ..train.callbacks import Callback, Diagnostics
 from ..train.trainer import NonFiniteLossError, Trainer
 from .strategy import Strategy, coerce
@@ -182,7 +181,7 @@ def train_one(wl, strategy: Strategy, seed: int, *, steps: int, batch_size, eval
     return summary, rows
 
 
-def tune_lr(wl, strategy: Strategy, *, steps: int, batch_size, eval_every: int, store: RunStore, log,
+def tune_lr(wl, strategy: Strategy, *, steps: int, batch_size, eval_every: int, store: Any, log,
             study: str = "") -> float:
     """The best lr of the sweep default × SWEEP, by best validation metric (seed 0)."""
     base = _hparams(strategy, wl)["lr"]
@@ -289,6 +288,7 @@ def run_comparison(
     """
     from ..engine.storage import check_url, heartbeat_interval, open_storage, quiet_optuna
     from ..engine.workers import cores
+    from ..store import RunStore
     from . import execute as ex
 
     strategies = coerce(strategies, schedule, schedule_kwargs)
@@ -407,6 +407,8 @@ def _forget(plan, store_db) -> None:
 
     if queue.find(store_db, plan.name) is not None:
         optuna.delete_study(study_name=plan.name, storage=store_db)
+    from ..store import RunStore
+
     RunStore(plan.storage).delete(GROUP, plan.name)
     shutil.rmtree(Path(plan.checkpoints) / "runs", ignore_errors=True)
 
@@ -428,6 +430,8 @@ def _existing_in_folder(plan, out: Path, overwrite: bool, heartbeat: int):
         return None
     store_db = open_storage(plan.storage, heartbeat)
     study = _existing(plan, store_db, overwrite=False)
+    from ..store import RunStore
+
     if study is None and RunStore(db).runs(GROUP):
         raise UsageError(f"{str(out)!r} already holds a comparison (made before comparisons were resumable, or "
                          "under another name); pass --overwrite or another --out")
@@ -437,6 +441,8 @@ def _existing_in_folder(plan, out: Path, overwrite: bool, heartbeat: int):
 def _tune(plan, wl, strategies: Sequence[Strategy], mode: str, out: Path, log) -> dict[str, float]:
     """Each strategy's tuned lr, with the same budget for every one (in this process)."""
     warm_up(wl, strategies, steps=plan.steps, batch_size=plan.batch_size, device=plan.device, log=log)
+    from ..store import RunStore
+
     store = RunStore(plan.storage)
     lrs: dict[str, float] = {}
     if mode == "sweep":

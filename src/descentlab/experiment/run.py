@@ -29,7 +29,6 @@ import torch
 
 from .. import optim, schedules, workloads
 from ..errors import UsageError
-from ..store import RunStore, versions
 from ..train.callbacks import Callback, CsvLogger, Diagnostics, EarlyStopping, ProgressBar, SameStart
 from ..train.trainer import NonFiniteLossError, Trainer
 from .build import LR_RECIPE, build, initial_lr, trainer_options
@@ -228,13 +227,15 @@ def run_training(config: TrainConfig, *, log=print, callbacks: Sequence[Callback
         return _fit(config, plan, trainer, final, None, None)
     with hold(out):  # everything is valid: now the output folder may be written, by this process alone
         _write_json(out / "config.json", config.to_dict())
+        from ..store import RunStore  # sqlalchemy: imported by the runs that write a store, not by `import descentlab`
+
         store = RunStore(out / "runs.sqlite")
         run_id = (config.resume and store.find_running("train")) or store.start("train", resolved)
         return _fit(config, plan, trainer, final, store, run_id)
 
 
 def _fit(config: TrainConfig, plan: dict[str, Any], trainer: Trainer, final: _FinalEvaluation,
-         store: RunStore | None, run_id: int | None) -> dict[str, Any]:
+         store: Any, run_id: int | None) -> dict[str, Any]:
     """Train, then write summary.json, metrics.csv and the run store's record (with a store)."""
     wl, out = plan["workload"], Path(config.out) if config.out else None
     status, error = "finished", None
@@ -290,5 +291,11 @@ def _summary(config, plan, trainer, final_test, wall, status, error) -> dict[str
         "train_seconds": trainer.train_seconds,
         "final": final,
         "best": best,
-        "versions": versions(),
+        "versions": _versions(),
     }
+
+
+def _versions() -> dict[str, str]:
+    from ..store import versions
+
+    return versions()
