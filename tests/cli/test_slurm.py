@@ -1,11 +1,12 @@
 """docs/examples/slurm_workers.sbatch on a real Slurm cluster (tests/slurm.py: one node, on
-loopback): a comparison (and a benchmark) is queued on a storage and its process killed, a job array of two
-`descentlab worker` tasks runs every run at once on the node's two cores, the same compare
-command then finds all done and writes summary.csv, and no Slurm process is left."""
+loopback): a benchmark is queued on a storage and its process killed, a job array of two
+`descentlab worker` tasks runs its runs two at a time on the node's two cores, the same benchmark
+command then finds all done and writes benchmark.json and the report, and no Slurm process is left.
+(A comparison's queue is the same engine's: tests/compare/test_parallel.py and
+tests/compare/test_postgres.py run workers on it.)"""
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
@@ -21,7 +22,6 @@ from tests.compare.test_parallel import trials
 from tests.processes import cli
 
 SCRIPT = Path(__file__).parents[2] / "docs" / "examples" / "slurm_workers.sbatch"
-OPTIMIZERS = ("sgd", "adam", "momentum", "nesterov")
 DONE = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "OUT_OF_MEMORY", "BOOT_FAIL",
         "DEADLINE")
 
@@ -32,8 +32,8 @@ def descentlab() -> str:
     return str(script) if script.exists() else f"{sys.executable} -m descentlab"
 
 
-def queue(argv: list[str], db: Path, runs: int = len(OPTIMIZERS)) -> list[tuple[str, dict | None]]:
-    """Start the comparison (or benchmark) and SIGKILL it once its runs are queued: the runs' states then."""
+def queue(argv: list[str], db: Path, runs: int) -> list[tuple[str, dict | None]]:
+    """Start the benchmark and SIGKILL it once its ``runs`` are queued: the runs' states then."""
     coordinator = cli(*argv)
     deadline = time.monotonic() + 120
     while len(trials(db)) < runs:
@@ -67,45 +67,6 @@ def array(cluster: slurm.Cluster, work: Path, url: str, study: str) -> tuple[str
     return job, jobs(cluster, job)
 
 
-def test_a_slurm_job_array_of_workers_runs_a_queued_comparison(tmp_path):
-    db = tmp_path / "q.sqlite"
-    url = f"sqlite:///{db}"
-    argv = ["compare", "--workload", "linreg", "--optimizers", ",".join(OPTIMIZERS), "--steps", "60", "--seeds", "1",
-            "--jobs", "1", "--storage", url, "--name", "slurmq", "--out", str(tmp_path / "cmp")]
-    work = tmp_path / "work"  # the tasks' working folder: their checkpoints go under work/runs/
-    work.mkdir()
-    with slurm.cluster(tmp_path / "slurm") as cluster:
-        if cluster.reason:
-            pytest.skip(f"no Slurm cluster: {cluster.reason}")
-        queued = queue(argv, db)
-        job, tasks = array(cluster, work, url, "slurmq")
-    assert cluster.survivors() == [], "a Slurm daemon, step or job process outlived the cluster"
-    assert all(p.poll() is not None for p in cluster.procs.values())
-
-    logs = {i: (work / f"worker-{job}_{i}.out").read_text() for i in ("0", "1")}
-    assert sorted(tasks) == ["0", "1"]
-    for i, task in tasks.items():
-        assert (task["JobState"], task["ExitCode"]) == ("COMPLETED", "0:0"), logs[i]
-        assert f"joined comparison slurmq in {url}: 1 worker(s)" in logs[i], logs[i]
-        assert "comparison slurmq: no run left to run" in logs[i], logs[i]
-    # both tasks held a core at the same time (select/cons_tres, CR_Core, 2 CPUs)
-    start = [datetime.fromisoformat(t["StartTime"]) for t in tasks.values()]
-    end = [datetime.fromisoformat(t["EndTime"]) for t in tasks.values()]
-    assert max(start) < min(end), tasks
-
-    states = trials(db)
-    assert [s for s, _ in states] == ["COMPLETE"] * len(OPTIMIZERS), (queued, states)
-    assert sum(s == "COMPLETE" for s, _ in queued) < len(OPTIMIZERS), f"nothing was left to the tasks: {queued}"
-    again = subprocess.run([sys.executable, "-m", "descentlab", *argv], check=False, capture_output=True, text=True,
-                           timeout=300)
-    assert again.returncode == 0, again.stderr
-    assert "4 of 4 runs already done" in again.stderr, again.stderr
-    with open(tmp_path / "cmp" / "summary.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert sorted(r["strategy"] for r in rows) == sorted(OPTIMIZERS)
-    assert {r["status"] for r in rows} == {"finished"}
-
-
 def test_a_slurm_job_array_of_workers_runs_a_queued_benchmark(tmp_path):
     from tests.cli.test_benchmark import SUITE
 
@@ -121,11 +82,18 @@ def test_a_slurm_job_array_of_workers_runs_a_queued_benchmark(tmp_path):
             pytest.skip(f"no Slurm cluster: {cluster.reason}")
         queued = queue(argv, db, runs=16)
         job, tasks = array(cluster, work, url, "slurmb")
-    assert cluster.survivors() == []
+    assert cluster.survivors() == [], "a Slurm daemon, step or job process outlived the cluster"
+    assert all(p.poll() is not None for p in cluster.procs.values())
     logs = {i: (work / f"worker-{job}_{i}.out").read_text() for i in ("0", "1")}
+    assert sorted(tasks) == ["0", "1"]
     for i, task in tasks.items():
         assert (task["JobState"], task["ExitCode"]) == ("COMPLETED", "0:0"), logs[i]
         assert f"joined benchmark slurmb in {url}: 1 worker(s)" in logs[i], logs[i]
+        assert "benchmark slurmb: no run left to run" in logs[i], logs[i]
+    # both tasks held a core at the same time (select/cons_tres, CR_Core, 2 CPUs)
+    start = [datetime.fromisoformat(t["StartTime"]) for t in tasks.values()]
+    end = [datetime.fromisoformat(t["EndTime"]) for t in tasks.values()]
+    assert max(start) < min(end), tasks
     assert [s for s, _ in trials(db)] == ["COMPLETE"] * 16
     assert sum(s == "COMPLETE" for s, _ in queued) < 16, f"nothing was left to the tasks: {queued}"
     again = subprocess.run([sys.executable, "-m", "descentlab", *argv], check=False, capture_output=True, text=True,
