@@ -139,7 +139,9 @@ def _kill_with_a_trial_running(proc: subprocess.Popen, out: Path, timeout: float
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_sigkill_then_the_same_command_finishes_exactly_n(jobs, tmp_path):
     out = tmp_path / "study"
-    args = ["tune", "--workload", "linreg", "--steps", "40", "--trials", "6", "--jobs", jobs,
+    # 150 steps: long enough that the trial seen running is still running when the SIGKILL lands
+    # (with 40, a trial of ~50 ms could finish in between and leave none running: seen once)
+    args = ["tune", "--workload", "linreg", "--steps", "150", "--trials", "6", "--jobs", jobs,
             "--out", str(out)]
     env = {**os.environ, "DESCENTLAB_TUNE_HEARTBEAT": "1"}
     children = _kill_with_a_trial_running(cli(*args, env=env), out)
