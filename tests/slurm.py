@@ -4,7 +4,7 @@ munged on a private socket and key, slurmctld and slurmd on loopback ports picke
 
     with cluster(root) as c:
         if c.reason:
-            pytest.skip(c.reason)
+            pytest.skip(reason=c.reason)
         c.run("sbatch", ...)   # any client command, with SLURM_CONF set
     assert c.survivors() == []  # no daemon, step or job process is left
 

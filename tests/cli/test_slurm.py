@@ -79,7 +79,7 @@ def test_a_slurm_job_array_of_workers_runs_a_queued_benchmark(tmp_path):
     work.mkdir()
     with slurm.cluster(tmp_path / "slurm") as cluster:
         if cluster.reason:
-            pytest.skip(f"no Slurm cluster: {cluster.reason}")
+            pytest.skip(reason=f"no Slurm cluster: {cluster.reason}")
         queued = queue(argv, db, runs=16)
         job, tasks = array(cluster, work, url, "slurmb")
     assert cluster.survivors() == [], "a Slurm daemon, step or job process outlived the cluster"
