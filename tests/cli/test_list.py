@@ -30,3 +30,14 @@ def test_help():
     assert proc.returncode == 0 and "list" in proc.stdout
     proc = descentlab("list", "--help")
     assert proc.returncode == 0
+
+
+def test_list_suites_names_the_benchmark_suites_and_their_workloads(capsys):
+    from descentlab.benchmark import suites
+    from descentlab.cli import main
+
+    assert main(["list", "suites"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(suites.BUILTIN)
+    for line, name in zip(lines, suites.BUILTIN):
+        assert all(e.name in line for e in suites.load(name).entries)

@@ -1,12 +1,12 @@
-"""``descentlab list [optimizers|schedules|workloads]``."""
+"""``descentlab list [optimizers|schedules|workloads|suites]``."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = ("list optimizers, schedules or workloads, with a one-line description each (installed packages' "
-        "entry points too; any module:Name or file.py:Name is accepted besides)")
-KINDS = ("optimizers", "schedules", "workloads")
+HELP = ("list optimizers, schedules, workloads or the benchmark's suites, with a one-line description each "
+        "(installed packages' entry points too; any module:Name or file.py:Name is accepted besides)")
+KINDS = ("optimizers", "schedules", "workloads", "suites")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +23,15 @@ def rows(kind: str) -> list[tuple[str, str]]:
         # installed packages' names (entry points), with where they come from
         table += [(n, entry_point_summary(ep) + f" ({ep.value})") for n, ep in module.plugins().items()]
         return table
+    if kind == "suites":
+        from ..benchmark import suites
+
+        out = []
+        for name in suites.BUILTIN:
+            entries = suites.load(name).entries
+            out.append((name, f"{len(entries)} workloads, each with a held-out variant: "
+                              + ", ".join(e.name for e in entries) + " (descentlab benchmark --suite " + name + ")"))
+        return out
     from .. import workloads
 
     return list(workloads.summaries().items())
