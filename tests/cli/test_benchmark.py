@@ -17,6 +17,8 @@ import pytest
 
 from descentlab.cli import main
 from tests.compare.test_parallel import _trials, cli
+from tests.compare.test_postgres import postgres, query  # noqa: F401 - postgres: the module's server fixture
+from tests.report.test_browser import chromium  # noqa: F401 - the fixture: Debian's chromium, installed if absent
 
 pytestmark = pytest.mark.slow
 
@@ -246,65 +248,45 @@ def test_the_same_name_with_other_settings_is_refused_and_changes_nothing(refere
     assert (out / "benchmark.json").exists()
 
 
-def test_postgresql_and_a_worker_finish_a_benchmark_with_the_steps_of_one_process(reference, tmp_path):
-    from tests.compare.test_postgres import query
-    from tests.postgres import Server
-    import shutil
-    import tempfile
-
-    root = Path(tempfile.mkdtemp(prefix="dl-pg-"))  # short: a Unix socket path has ~100 characters
-    server = Server(root)
-    reason = server.start()
-    try:
-        if reason:
-            pytest.skip(reason=f"no PostgreSQL server: {reason}")
-        url, name = server.url, "pg-bench"
-        argv = [*args(tmp_path, tmp_path / "out", "--jobs", "1"), "--storage", url, "--name", name]
-        coordinator = cli(*argv)
-        deadline = time.time() + 120
-        while True:  # every run queued: the coordinator is then killed, and a worker runs them all
-            assert coordinator.poll() is None, coordinator.stderr.read()
-            assert time.time() < deadline, "the benchmark did not start"
-            try:
-                if query(url, f"SELECT COUNT(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
-                         f"WHERE s.study_name = '{name}'") == [(16,)]:
-                    break
-            except Exception:  # noqa: BLE001 - the tables are not made yet
-                pass
-            time.sleep(0.05)
-        os.kill(coordinator.pid, signal.SIGKILL)
-        coordinator.communicate()
-        worker = subprocess.run([sys.executable, "-m", "descentlab", "worker", "--storage", url, "--study", name,
-                                 "--jobs", "2", "--out", str(tmp_path / "elsewhere")],
-                                capture_output=True, text=True, timeout=300)
-        assert worker.returncode == 0, worker.stderr
-        assert f"joined benchmark {name}" in worker.stderr
-        states = query(url, f"SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
-                       f"WHERE s.study_name = '{name}' AND t.state = 'COMPLETE'")
-        assert len(states) == 16
-        again = subprocess.run([sys.executable, "-m", "descentlab", *argv], capture_output=True, text=True, timeout=300)
-        assert again.returncode == 0, again.stderr
-        assert "16 already done" in again.stderr, again.stderr
-        assert steps_of(tmp_path / "out") == steps_of(reference)
-        assert query(url, f"SELECT COUNT(*), COUNT(DISTINCT name) FROM runs WHERE study = '{name}'") == [(16, 16)]
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+def test_postgresql_and_a_worker_finish_a_benchmark_with_the_steps_of_one_process(reference, postgres, tmp_path):
+    url, name = postgres, "pg-bench"
+    argv = [*args(tmp_path, tmp_path / "out", "--jobs", "1"), "--storage", url, "--name", name]
+    coordinator = cli(*argv)
+    deadline = time.time() + 120
+    while True:  # every run queued: the coordinator is then killed, and a worker runs them all
+        assert coordinator.poll() is None, coordinator.stderr.read()
+        assert time.time() < deadline, "the benchmark did not start"
+        try:
+            if query(url, f"SELECT COUNT(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                     f"WHERE s.study_name = '{name}'") == [(16,)]:
+                break
+        except Exception:  # noqa: BLE001 - the tables are not made yet
+            pass
+        time.sleep(0.05)
+    os.kill(coordinator.pid, signal.SIGKILL)
+    coordinator.communicate()
+    worker = subprocess.run([sys.executable, "-m", "descentlab", "worker", "--storage", url, "--study", name,
+                             "--jobs", "2", "--out", str(tmp_path / "elsewhere")],
+                            capture_output=True, text=True, timeout=300)
+    assert worker.returncode == 0, worker.stderr
+    assert f"joined benchmark {name}" in worker.stderr
+    states = query(url, f"SELECT t.state FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                   f"WHERE s.study_name = '{name}' AND t.state = 'COMPLETE'")
+    assert len(states) == 16
+    again = subprocess.run([sys.executable, "-m", "descentlab", *argv], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "16 already done" in again.stderr, again.stderr
+    assert steps_of(tmp_path / "out") == steps_of(reference)
+    assert query(url, f"SELECT COUNT(*), COUNT(DISTINCT name) FROM runs WHERE study = '{name}'") == [(16, 16)]
 
 
-def test_the_report_in_chromium_shows_every_plot_and_the_leaderboard(external, tmp_path):
-    from tests.report.test_browser import PROBE, _browse, _install_chromium
-
+def test_the_report_in_chromium_shows_every_plot_and_the_leaderboard(external, chromium, tmp_path):
     import html
     import re
-    import shutil
 
-    found = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-    if found is None:
-        reason = _install_chromium()
-        found = shutil.which("chromium")
-        if found is None:
-            pytest.skip(reason=reason or "chromium was installed but no chromium executable was found")
+    from tests.report.test_browser import PROBE, _browse
+
+    found = chromium
     page = (external / "report.html").read_text(encoding="utf-8")
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")

@@ -149,24 +149,10 @@ def _check(entries: Sequence[Any], strategies: Sequence[Any], data_dir: str | No
     return described
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "inf" if value == math.inf else repr(value)
-    return str(value)
-
-
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    import csv
+    from ..compare.runner import write_csv as write
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        for row in rows:
-            writer.writerow([_fmt(row.get(c)) for c in CSV_COLUMNS])
-    os.replace(tmp, path)
+    write(path, rows, CSV_COLUMNS)
 
 
 def _finite(value: Any) -> Any:

@@ -27,7 +27,7 @@ from ..compare.strategy import Strategy
 from ..engine import queue
 from ..engine.liveness import Heartbeat
 from ..engine.storage import GRACE_FACTOR, MAX_RETRY, open_storage, quiet_optuna
-from ..engine.workers import WorkerError, run_workers
+from ..engine.workers import WorkerError
 from ..errors import UsageError
 from ..store import RunStore
 from ..train.callbacks import Callback
@@ -281,13 +281,8 @@ def execute(plan: Plan, jobs: int, *, log: Callable[[str], None] = print) -> Non
     if jobs == 1:
         work(plan, progress)
         return
-    for _ in range(3):  # workers that died left runs in the queue: start new ones for them
-        if not run_workers(_work_in_worker, plan, jobs, threads=1, log=log, name="descentlab-benchmark",
-                           on_message=progress, deaths_fatal=False, fork=True):
-            return
-        n = queue.counts(queue.find(storage, plan.name))
-        if not n["WAITING"] and not n["RUNNING"]:
-            return
+    queue.drain(_work_in_worker, plan, jobs, storage, plan.name, log=log, on_message=progress,
+                process_name="descentlab-benchmark")
 
 
 def collect(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

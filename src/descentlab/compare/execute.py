@@ -28,7 +28,7 @@ from typing import Any
 from ..engine import queue
 from ..engine.liveness import Heartbeat
 from ..engine.storage import GRACE_FACTOR, MAX_RETRY, open_storage, quiet_optuna
-from ..engine.workers import WorkerError, run_workers
+from ..engine.workers import WorkerError
 from ..errors import UsageError
 from ..store import RunStore
 from ..train.callbacks import Callback
@@ -282,13 +282,8 @@ def execute(plan: Plan, jobs: int, *, workload: Any = None, callbacks=None, bar:
     if jobs == 1:
         work(plan, progress, workload=workload, hooks=_Hooks(callbacks=callbacks, bar=step_bar))
         return
-    for _ in range(3):  # workers that died left runs in the queue: start new ones for them
-        if not run_workers(_work_in_worker, plan, jobs, threads=1, log=log, name="descentlab-compare",
-                           on_message=progress, deaths_fatal=False, fork=True):
-            return
-        n = queue.counts(queue.find(storage, plan.name))
-        if not n["WAITING"] and not n["RUNNING"]:
-            return
+    queue.drain(_work_in_worker, plan, jobs, storage, plan.name, log=log, on_message=progress,
+                process_name="descentlab-compare")
 
 
 def collect(plan: Plan) -> list[dict[str, Any]]:

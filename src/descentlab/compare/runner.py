@@ -238,13 +238,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str] = CSV_COLUMNS) -> None:
+    """``rows`` as a CSV file of ``columns`` (∞ as inf, None as empty), written atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow([_fmt(row.get(c)) for c in CSV_COLUMNS])
+            writer.writerow([_fmt(row.get(c)) for c in columns])
     os.replace(tmp, path)
 
 

@@ -141,3 +141,19 @@ def claim(study: Any, storage: Any, url: str, grace: float) -> tuple[str, Any]:
         if any(t.state == TrialState.RUNNING for t in trials):
             return "wait", None
         return "done", None
+
+
+def drain(entry: Any, plan: Any, jobs: int, storage: Any, name: str, *, log: Any, on_message: Any,
+          process_name: str, restarts: int = 3) -> None:
+    """Run ``entry(plan, send)`` in ``jobs`` worker processes until the queue ``name`` has nothing
+    waiting or running: workers that died left their runs in it, so new ones are started for them
+    (at most ``restarts`` rounds)."""
+    from .workers import run_workers
+
+    for _ in range(restarts):
+        if not run_workers(entry, plan, jobs, threads=1, log=log, name=process_name, on_message=on_message,
+                           deaths_fatal=False, fork=True):
+            return
+        n = counts(find(storage, name))
+        if not n["WAITING"] and not n["RUNNING"]:
+            return
