@@ -1,26 +1,30 @@
-"""Build (once) and load the C++ kernels of ``csrc/`` (see ``SOURCES``).
+"""Build (once per install) and load the C++ kernels of ``csrc/`` (see ``SOURCES``).
 
-The kernels are a torch C++ extension compiled on first use with
-``torch.utils.cpp_extension.load`` (needs a C++ compiler and the ``ninja``
-package) and cached in torch's extension directory
-(``$TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``); torch
-rebuilds when the source or the flags change and holds a file lock while
-building, so parallel test workers build it once. A first build takes about
-25 s on 2 cores; loading the cached library afterwards takes well under a
-second. ``make`` builds it at install (``python -m descentlab.optim.fused``),
-and the Trainer loads it before its first timed step (:func:`prepare`), so a
-build is never charged to a run's training time (see :mod:`descentlab.timing`).
+The kernels are a torch C++ extension (needs a C++ compiler and the ``ninja``
+package), built by :mod:`.publish` into a directory of their own under
+``~/.cache/descentlab/kernels`` (``$DESCENTLAB_KERNEL_DIR``, else
+``$TORCH_EXTENSIONS_DIR`` if set) whose name carries a hash of everything
+that makes the build differ (sources, headers, flags, torch's include paths
+and version, Python, descentlab's version): two installs never share or
+rebuild one build, and a build killed at any point leaves nothing that blocks
+the next (a lock the kernel drops with its holder; a private build directory;
+an atomic publish). A process waiting for another's build says so and gives
+up after ``$DESCENTLAB_KERNEL_WAIT`` seconds (default 600); the optimizers
+then run their chains. A first build takes 35-75 s on 2 cores; loading the
+published library afterwards takes well under a second. ``make`` builds it at
+install (``python -m descentlab.optim.fused``), and the Trainer loads it
+before its first timed step (:func:`prepare`), so a build is never charged to
+a run's training time (see :mod:`descentlab.timing`).
 
 The instruction set is chosen from ``torch.backends.cpu.get_cpu_capability()``
-(the one torch's own kernels use) and is part of the extension's name, so a
-cache shared by machines of different CPUs never loads code a CPU cannot run.
-``-ffp-contract=off`` keeps the arithmetic as written (no fma the source does
-not ask for), which is what makes the kernels match the readable chain.
+(the one torch's own kernels use) and is part of the library's name and key,
+so a cache shared by machines of different CPUs never loads code a CPU cannot
+run. ``-ffp-contract=off`` keeps the arithmetic as written (no fma the source
+does not ask for), which is what makes the kernels match the readable chain.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -28,6 +32,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+
+from . import publish
 
 SOURCES = [
     Path(__file__).with_name("csrc") / name for name in ("one_pass.cpp", "multi_pass.cpp", "adafactor.cpp", "muon.cpp")
@@ -64,13 +70,25 @@ def _capability() -> str:
     return cap if cap in _FLAGS else "DEFAULT"  # e.g. ZVECTOR, SVE: the portable code
 
 
-def _header_digest() -> str:
-    """A define carrying the hash of the headers: torch rebuilds when the sources
-    or the flags change, and does not read the headers the sources include."""
-    digest = hashlib.sha256()
-    for header in sorted(SOURCES[0].parent.glob("*.h")):
-        digest.update(header.read_bytes())
-    return f"-DDESCENTLAB_HEADERS={digest.hexdigest()[:16]}"
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("descentlab")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+def extension() -> publish.Extension:
+    """The kernels for this CPU, as :mod:`.publish` builds them."""
+    cap = _capability()
+    return publish.Extension(
+        name=f"{NAMESPACE}_{cap.lower()}",
+        sources=tuple(SOURCES),
+        cflags=(*_COMMON, *_FLAGS[cap]),
+        include_dirs=(SOURCES[0].parent,),
+        tag=f"descentlab {_version()}",
+    )
 
 
 def build_seconds() -> float | None:
@@ -98,23 +116,15 @@ def ops():
         start = time.perf_counter()
         with one_time("fused C++ kernel build or load"):  # raises first when timed, in strict mode
             try:
-                from torch.utils.cpp_extension import load
-
-                cap = _capability()
-                load(
-                    name=f"{NAMESPACE}_{cap.lower()}",
-                    sources=[str(s) for s in SOURCES],
-                    extra_include_paths=[str(SOURCES[0].parent)],
-                    extra_cflags=[*_COMMON, *_FLAGS[cap], _header_digest()],
-                    is_python_module=False,
-                    verbose=bool(os.environ.get("DESCENTLAB_FUSED_VERBOSE")),
-                )
+                verbose = bool(os.environ.get("DESCENTLAB_FUSED_VERBOSE"))
+                library = publish.build_library(extension(), verbose=verbose).path
+                torch.ops.load_library(str(library))
                 ns = getattr(torch.ops, NAMESPACE)
                 ns.lion  # noqa: B018  (fails here, not mid-step, if the library did not register)
-            except Exception as exc:  # compiler missing, ninja missing, build error...
+            except Exception as exc:  # compiler missing, ninja missing, build error, a wait given up...
                 _error = f"the C++ fused kernels could not be built ({type(exc).__name__}: {exc})".strip()
                 raise FusedUnavailable(_error) from exc
-        _loaded = SimpleNamespace(ops=ns, seconds=time.perf_counter() - start)
+        _loaded = SimpleNamespace(ops=ns, seconds=time.perf_counter() - start, path=library)
         return ns
 
 
@@ -150,18 +160,15 @@ def prepare(optimizer, log=None) -> None:
     it never happens inside a timed step; says so once (``log``) when it builds."""
     if _loaded is not None or _error is not None or not needed_by(optimizer):
         return
-    if log is not None and not _built_library().is_file():
-        log("building the fused C++ optimizer kernels (once per machine, before any timed step)...")
+    if log is not None:
+        try:
+            library = extension().library()
+        except Exception:  # noqa: BLE001 - ops() below says why
+            library = None
+        if library is None or not library.is_file():
+            where = f" in {library.parent}" if library is not None else ""
+            log(f"building the fused C++ optimizer kernels{where} (once per install, before any timed step)...")
     available()
-
-
-def _built_library() -> Path:
-    """Where torch's extension builder keeps the library (it may still rebuild it
-    when the sources changed; this only decides whether to say "building")."""
-    from torch.utils.cpp_extension import _get_build_directory
-
-    name = f"{NAMESPACE}_{_capability().lower()}"
-    return Path(_get_build_directory(name, verbose=False)) / f"{name}.so"
 
 
 def main() -> int:
@@ -170,6 +177,6 @@ def main() -> int:
     if problem:
         print(f"descentlab: fused C++ kernels unavailable, the optimizers will use their chains: {problem}")
         return 0  # not an install failure: every optimizer works without them
-    print(f"descentlab: fused C++ kernels ready ({_loaded.seconds:.1f} s)")
+    print(f"descentlab: fused C++ kernels ready: {_loaded.path} ({_loaded.seconds:.1f} s)")
     return 0
 
