@@ -144,6 +144,22 @@ def test_without_restarts_a_dead_worker_ends_the_job_naming_its_rank(tmp_path):
     assert "Traceback" not in err.split("descentlab: failed")[-1]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("fail_rank", ["1", "0"])
+def test_the_last_line_is_the_real_error_and_the_rank_that_raised_it(tmp_path, fail_rank):
+    """A model that raises on one rank: its exception, type and message, with that
+    rank, is the last line, exit 1 — not the other rank's broken connection,
+    not "rank 0" by a tie of timestamps."""
+    workload = f"{Path(__file__).parent / 'failing_workload.py'}:make"
+    proc = cli("train", "--workload", workload, "--quiet", "--steps", "10", "--nproc", "2",
+               "--out", str(tmp_path / "run"), env={**os.environ, "FAIL_RANK": fail_rank})
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 1
+    last = stderr.decode().strip().splitlines()[-1]
+    assert last == (f"descentlab: failed: ParallelError: data-parallel rank {fail_rank} of 2 failed: "
+                    "RuntimeError: model exploded on purpose at forward 3")
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--strategy", "nosuch"], "invalid choice: 'nosuch'"),
     (["--comm-hook", "nosuch"], "invalid comm_hook='nosuch'"),

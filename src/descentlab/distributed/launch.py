@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import signal
 import socket
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
@@ -89,10 +91,13 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
 
 
 def launch(argv: Sequence[str], nproc: int, *, nnodes: str | int = "1", rdzv_endpoint: str | None = None,
-           rdzv_id: str | None = None, max_restarts: int = 0, env: Mapping[str, str] | None = None) -> None:
+           rdzv_id: str | None = None, max_restarts: int = 0, env: Mapping[str, str] | None = None,
+           errors: str | Path | None = None) -> None:
     """Run ``argv`` (program and arguments) in ``nproc`` workers under torch's
     elastic agent; return when every worker has exited 0. Raises ParallelError
-    (see the module docstring) otherwise."""
+    (see the module docstring) otherwise. ``errors``: the folder where the
+    workers record their exceptions (descentlab.experiment.rank), read to name
+    the real error."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -123,7 +128,7 @@ def launch(argv: Sequence[str], nproc: int, *, nnodes: str | int = "1", rdzv_end
         with _environ(values):
             elastic_launch(config, program)(*args)
     except ChildFailedError as exc:
-        raise failure(exc, nproc * low) from None
+        raise failure(exc, nproc * low, errors) from None
     finally:
         # torch's agent can leave its rendezvous stores in reference cycles; destroyed
         # later in a forked child (a DataLoader worker), a store's server thread is
@@ -140,8 +145,53 @@ def first_failure(failures: Mapping[int, Any]) -> tuple[int, Any]:
     return min(causes.items(), key=lambda item: (item[1].timestamp, item[0]))
 
 
-def failure(exc, world: int) -> ParallelError:
-    """One line for the rank that failed first."""
+#: what a rank raises when a peer died under it (gloo, NCCL, the store): never the cause
+_COLLECTIVE_SIGNS = ("connection closed by peer", "connection reset by peer", "broken pipe", "socket closed",
+                     "gloo/transport", "nccl communicator was aborted", "connection refused", "read error",
+                     "timed out", "timeout", "failed to recv", "failed to send")
+
+
+def is_collective_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective's or the store's failure, which a rank meets
+    when another rank died (torch's DistError kinds, or gloo's and NCCL's socket
+    messages), rather than an error of its own."""
+    import torch.distributed as dist
+
+    kinds = tuple(k for k in (getattr(dist, "DistError", None),) if k is not None)
+    if kinds and isinstance(exc, kinds):
+        return True
+    text = str(exc).lower()
+    return any(sign in text for sign in _COLLECTIVE_SIGNS)
+
+
+def recorded_error(errors: str | Path | None) -> dict[str, Any] | None:
+    """The real error among the workers' records of the last attempt: the first
+    that is not a collective's failure. None when there is none: a rank that
+    only saw its peer vanish is never the culprit (the peer may have been
+    killed, leaving no record: the agent's exit codes tell that)."""
+    if errors is None or not Path(errors).is_dir():
+        return None
+    records = []
+    for path in Path(errors).glob("rank*.json"):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    if not records:
+        return None
+    last = max(r["restart"] for r in records)
+    own = [r for r in records if r["restart"] == last and not r["collective"]]
+    return min(own, key=lambda r: (r["time"], r["rank"])) if own else None
+
+
+def failure(exc, world: int, errors: str | Path | None = None) -> ParallelError:
+    """One line for the rank that failed first: its exception's type and message
+    where the workers recorded it (``errors``), else how the process ended."""
+    own = recorded_error(errors)
+    if own is not None:
+        message = next((ln.strip() for ln in own["message"].splitlines() if ln.strip()), "")
+        return ParallelError(f"data-parallel rank {own['rank']} of {world} failed: {own['type']}"
+                             + (f": {message}" if message else ""))
     rank, f = first_failure(exc.failures)
     who = f"rank {rank} of {world}"
     if f.exitcode is not None and f.exitcode < 0:

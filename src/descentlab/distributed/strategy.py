@@ -8,8 +8,9 @@ and how a checkpoint of any of them becomes one ordinary file.
   the optimizer state sharded with ``torch.distributed.optim.ZeroRedundancyOptimizer``
   around the named optimizer — each process steps the parameters it owns and
   broadcasts them.
-* ``fsdp``: FSDP2, ``torch.distributed.fsdp.fully_shard`` on every module
-  that holds parameters and on the root: parameters, gradients and optimizer
+* ``fsdp``: FSDP2, ``torch.distributed.fsdp.fully_shard`` on each of the
+  model's repeated blocks (transformer or residual blocks, :func:`blocks`) and on
+  the root, which holds the rest, tied parameters included: parameters, gradients and optimizer
   state are DTensors sharded on their first dimension (the optimizers'
   collectives under sharding: docs/sharding.md).
 * ``diloco``: :class:`.diloco.DiLoCo` around the named optimizer — no
@@ -78,13 +79,59 @@ def distributed() -> bool:
 # -- building ------------------------------------------------------------------------
 
 
+#: containers, never a block of their own: their children are the blocks
+_CONTAINERS = (nn.ModuleList, nn.Sequential, nn.ModuleDict)
+
+
+def blocks(model: nn.Module) -> list[nn.Module]:
+    """The modules FSDP shards as groups of their own: the model's repeated blocks.
+
+    A block is a module of a type that occurs at least twice in the model and
+    holds parameters in at least two of its submodules (a transformer block, a
+    residual block; not a leaf such as a Linear, not a container), taken
+    outermost first. A block any of whose parameters is also used outside it (a
+    tied weight) is left to its parent, so tied parameters always share one
+    group — here the root's. Everything that is not inside a block (embeddings,
+    heads, norms) is in the root's group. A model without repeated blocks (an
+    MLP) is one group. Grouping by blocks is what FSDP's own guidance and
+    torchtitan do: one all-gather and one reduce-scatter per block and step,
+    instead of one per leaf module (a torchvision ResNet-18 wrapped leaf by leaf
+    made a step about 10x slower than DDP on 2 CPU processes).
+    """
+    modules = list(model.modules())
+    counts: dict[type, int] = {}
+    for m in modules:
+        counts[type(m)] = counts.get(type(m), 0) + 1
+
+    def holders(m: nn.Module) -> int:
+        return sum(1 for sub in m.modules() if any(True for _ in sub.parameters(recurse=False)))
+
+    # every place a parameter is used: a tied one appears under two names
+    owners: dict[int, set[int]] = {}
+    for m in modules:
+        for p in m.parameters(recurse=False):
+            owners.setdefault(id(p), set()).add(id(m))
+
+    chosen: list[nn.Module] = []
+    inside: set[int] = set()
+    for m in modules[1:]:  # model.modules() is depth-first, parents before their children
+        if id(m) in inside or isinstance(m, _CONTAINERS) or counts[type(m)] < 2 or holders(m) < 2:
+            continue
+        own = {id(sub) for sub in m.modules()}
+        if any(not owners[id(p)] <= own for p in m.parameters()):
+            continue  # a parameter tied to one outside: the block stays in its parent's group
+        chosen.append(m)
+        inside |= own
+    return chosen
+
+
 def shard(model: nn.Module) -> nn.Module:
-    """FSDP2: ``fully_shard`` every submodule that holds parameters of its own, then the root."""
+    """FSDP2: ``fully_shard`` each of the model's :func:`blocks`, then the root
+    (which takes every parameter outside them, tied ones included)."""
     from torch.distributed.fsdp import fully_shard
 
-    for module in list(model.modules())[1:]:
-        if any(True for _ in module.parameters(recurse=False)):
-            fully_shard(module)
+    for module in blocks(model):
+        fully_shard(module)
     fully_shard(model)
     return model
 
@@ -163,9 +210,22 @@ def _full() -> Any:
     return StateDictOptions(full_state_dict=True)
 
 
+def _resharded(model: nn.Module) -> None:
+    """Every FSDP group back to its shards. After a forward without backward (an
+    evaluation), the root's group stays unsharded (FSDP2 does not reshard the root
+    after forward), its parameters plain tensors; torch's state-dict functions
+    expect the sharded DTensors ("aten.copy_.default got mixed torch.Tensor and DTensor")."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for module in model.modules():
+        if isinstance(module, FSDPModule):
+            module.reshard()
+
+
 def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's full state_dict, on every rank (FSDP: gathered; a collective)."""
     if is_fsdp(model):
+        _resharded(model)
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
         return get_model_state_dict(model, options=_full())
@@ -177,6 +237,7 @@ def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     if is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import set_model_state_dict
 
+        _resharded(model)
         set_model_state_dict(model, state, options=_full())
     else:
         model.load_state_dict(state)
@@ -197,6 +258,7 @@ def optimizer_state(model: nn.Module, optimizer: Any) -> dict[str, Any] | None:
     if is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
+        _resharded(model)
         full = get_optimizer_state_dict(model, optimizer, options=_full())
         index = {fqn: i for i, fqn in enumerate(_fqns(model, optimizer))}
         return {"state": {index[k]: v for k, v in full["state"].items()},
@@ -208,6 +270,7 @@ def load_optimizer_state(model: nn.Module, optimizer: Any, state: dict[str, Any]
     if is_fsdp(model):
         from torch.distributed.checkpoint.state_dict import set_optimizer_state_dict
 
+        _resharded(model)
         fqns = _fqns(model, optimizer)
         by_name = {"state": {fqns[i]: v for i, v in state["state"].items()},
                    "param_groups": [{**g, "params": [fqns[i] for i in g["params"]]} for g in state["param_groups"]]}

@@ -38,7 +38,7 @@ def initial_lr(wl: Workload, optimizer: Any, lr: float | None = None) -> tuple[f
 def build(wl: Workload, optimizer: str, hparams: dict[str, Any], schedule: str | None,
           schedule_kwargs: dict[str, Any], *, seed: int, total_steps: int | float,
           groups: Sequence[Mapping[str, Any]] = (), strategy: str = "ddp",
-          diloco: Mapping[str, Any] | None = None) -> tuple[Any, Any, Any]:
+          diloco: Mapping[str, Any] | None = None, sync_batchnorm: bool = False) -> tuple[Any, Any, Any]:
     """``(model, optimizer, scheduler)`` for seed ``seed``: ``torch.manual_seed(seed)``
     before ``make_model()`` (the same initialisation for every strategy of a
     seed); the schedule's length-dependent settings default from ``total_steps``
@@ -48,13 +48,18 @@ def build(wl: Workload, optimizer: str, hparams: dict[str, Any], schedule: str |
     in a data-parallel group ``fsdp`` shards the model before the optimizer
     sees its parameters and ``zero`` wraps the optimizer; ``diloco`` wraps it
     in DiLoCo with the settings ``diloco``; the schedule drives what is
-    stepped."""
+    stepped. ``sync_batchnorm``: in a group, BatchNorm layers become
+    :class:`descentlab.distributed.syncbn.SyncBatchNorm` (before sharding)."""
     from ..distributed import strategy as strategies
 
     torch.manual_seed(seed)
     model = wl.make_model()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{wl.name}: make_model() returned {type(model).__name__}, expected a torch.nn.Module")
+    if sync_batchnorm and strategies.distributed():
+        from ..distributed import syncbn
+
+        model = syncbn.convert(model)
     if strategy == "fsdp" and strategies.distributed():
         model = strategies.shard(model)
     opt, scheduler = optimizer_for(wl, model, optimizer, hparams, schedule, schedule_kwargs,

@@ -41,6 +41,7 @@ class TrainConfig:
     nproc: int = 1  # processes per machine
     strategy: str = "ddp"  # how they share the work: ddp, zero, fsdp, diloco (descentlab.distributed)
     comm_hook: str | None = None  # DDP communication hook: allreduce, bf16, fp16, powersgd
+    sync_batchnorm: bool = False  # BatchNorm statistics over the global batch (distributed.syncbn)
     sync_every: int = 20  # diloco: inner steps between synchronisations (H)
     outer_lr: float = 0.7  # diloco: the outer Nesterov SGD's lr and momentum (Douillard et al. 2023)
     outer_momentum: float = 0.9

@@ -103,9 +103,11 @@ def run_parallel(config: TrainConfig, *, log: Callable[[str], None] = _stderr) -
         config = dataclasses.replace(config, device=device)
     with tempfile.TemporaryDirectory(prefix="descentlab-rank-") as tmp:
         spec, result = Path(tmp) / "spec.json", Path(tmp) / "result.json"
-        spec.write_text(json.dumps({"config": config.to_dict(), "result": str(result)}))
+        errors = Path(tmp) / "errors"
+        spec.write_text(json.dumps({"config": config.to_dict(), "result": str(result), "errors": str(errors)}))
         argv = [sys.executable, "-m", "descentlab.experiment.rank", str(spec)]
-        run = {"nnodes": config.nnodes, "rdzv_endpoint": config.rdzv_endpoint, "max_restarts": config.max_restarts}
+        run = {"nnodes": config.nnodes, "rdzv_endpoint": config.rdzv_endpoint, "max_restarts": config.max_restarts,
+               "errors": errors}
         if config.out:
             with hold(config.out):  # this process holds the folder; rank 0, its worker, writes it
                 launch(argv, nproc, **run)
