@@ -72,6 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how the processes share the work: ddp (default), zero (optimizer state sharded), "
                    "fsdp (everything sharded, FSDP2), diloco (parameters averaged every --sync-every steps)")
     p.add_argument("--comm-hook", help="DDP communication hook: allreduce, bf16, fp16 or powersgd")
+    p.add_argument("--sync-batchnorm", action="store_true", default=None,
+                   help="with --nproc N: BatchNorm statistics over the global batch (torch's SyncBatchNorm), "
+                   "so that N processes normalize as one; without it each process normalizes its own part")
     p.add_argument("--sync-every", type=int, help="diloco: inner steps between synchronisations (default 20)")
     p.add_argument("--outer-lr", type=float, help="diloco: outer Nesterov SGD lr (default 0.7)")
     p.add_argument("--outer-momentum", type=float, help="diloco: outer momentum (default 0.9)")
@@ -119,6 +122,7 @@ def config_from_args(args: argparse.Namespace):
         "nproc": args.nproc,
         "strategy": args.strategy,
         "comm_hook": args.comm_hook,
+        "sync_batchnorm": args.sync_batchnorm,
         "sync_every": args.sync_every,
         "outer_lr": args.outer_lr,
         "outer_momentum": args.outer_momentum,

@@ -29,7 +29,6 @@ import math
 import os
 import shutil
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -149,18 +148,19 @@ def train_one(wl, strategy: Strategy, seed: int, *, steps: int, batch_size, eval
               lr: float | None = None, callbacks: Sequence[Callback] = (), device: str = "auto",
               checkpoint_dir: str | None = None) -> tuple[dict, list[dict]]:
     """One run; returns (summary, history rows). With ``checkpoint_dir`` it writes checkpoints
-    there and continues from the newest one it finds (an interrupted run resumes exactly)."""
+    there and continues from the newest one it finds (an interrupted run resumes exactly, and its
+    ``wall_seconds``, ``train_seconds`` and ``seconds_to_target`` count the time before the
+    interruption too: see :attr:`Trainer.wall_seconds`)."""
     key = f"val_{wl.metric}"
     trainer = _trainer(wl, strategy, seed, steps, batch_size=batch_size, eval_every=eval_every, lr=lr,
                        callbacks=callbacks, device=device, checkpoint_dir=checkpoint_dir)
     optimizer = trainer.optimizer
     status, error = "finished", None
-    start = time.perf_counter()
     try:
         trainer.fit(wl.train, wl.val, max_steps=steps)
     except NonFiniteLossError as exc:
         status, error = "diverged", str(exc)
-    wall = time.perf_counter() - start
+    wall = trainer.wall_seconds  # a resumed run's too: the checkpoint keeps the time before the interruption
     rows = trainer.history.rows
     steps_hit, seconds_hit = time_to_target(rows, key, target, wl.metric_mode)
     final = trainer.history.last(key) if status == "finished" else None

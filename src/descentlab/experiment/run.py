@@ -5,7 +5,9 @@ the configuration), trains, and — with ``config.out`` — writes::
 
     DIR/config.json        the resolved configuration (what --resume continues)
     DIR/summary.json       workload, optimizer, schedule, seed, steps, wall_seconds,
-                           final.* and best.* validation/test metrics, versions
+                           train_seconds, final.* and best.* validation/test metrics, versions
+                           (after --resume the times count the work kept from before the
+                           interruption too: Trainer.wall_seconds)
     DIR/metrics.csv        every logged row (training loss, lr, evaluations, ...)
     DIR/checkpoints/       step-*.pt and best.pt (weights_only-loadable)
     DIR/runs.sqlite        the run store
@@ -20,7 +22,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -182,7 +183,8 @@ def run_training(config: TrainConfig, *, log=print, callbacks: Sequence[Callback
     diloco = {"sync_every": config.sync_every, "outer_lr": config.outer_lr, "outer_momentum": config.outer_momentum}
     model, optimizer, scheduler = build(wl, plan["optimizer"], plan["hparams"], plan["schedule"],
                                         plan["schedule_kwargs"], seed=config.seed, total_steps=plan["total_steps"],
-                                        strategy=config.strategy, diloco=diloco)
+                                        strategy=config.strategy, diloco=diloco,
+                                        sync_batchnorm=config.sync_batchnorm)
 
     extra_callbacks = list(callbacks)
     final = _FinalEvaluation(wl.test)
@@ -239,12 +241,11 @@ def _fit(config: TrainConfig, plan: dict[str, Any], trainer: Trainer, final: _Fi
     """Train, then write summary.json, metrics.csv and the run store's record (with a store)."""
     wl, out = plan["workload"], Path(config.out) if config.out else None
     status, error = "finished", None
-    start = time.perf_counter()
     try:
         trainer.fit(wl.train, wl.val, epochs=plan["epochs"], max_steps=plan["steps"])
     except NonFiniteLossError as exc:
         status, error = "diverged", str(exc)
-    wall = time.perf_counter() - start
+    wall = trainer.wall_seconds  # with the time before an interruption: Trainer.wall_seconds
 
     summary = _summary(config, plan, trainer, final.results, wall, status, error)
     if store is not None:

@@ -105,6 +105,13 @@ class Trainer:
             wrapped; a ``ZeroRedundancyOptimizer`` shards the optimizer state.
             Checkpoints are gathered into the one-process format in every case
             (see :mod:`descentlab.distributed.strategy`).
+        find_unused_parameters: parameters that get no gradient (an unused head,
+            a branch switched off) train under DDP either way. False (default):
+            DDP's ``static_graph``, which finds them in the first step, for models
+            that use the same parameters every step. True: DDP's option of that
+            name, which looks for them every step (one walk of the autograd graph
+            per step), for models whose set changes from step to step; also
+            taken with ``accumulate > 1`` (static_graph does not support no_sync).
         comm_hook: a DDP communication hook by name ("allreduce", "bf16", "fp16",
             "powersgd"; :mod:`descentlab.distributed.hooks`).
         target_key: the targets' key in dict batches (default: the first of
@@ -139,6 +146,7 @@ class Trainer:
         log_every: int = 1,
         distributed: bool = False,
         comm_hook: str | None = None,
+        find_unused_parameters: bool = False,
         target_key: str | None = None,
         num_workers: int = 0,
     ):
@@ -180,7 +188,16 @@ class Trainer:
             elif wrapper is None:
                 cuda = self.device.type == "cuda"
                 index = self.device.index if self.device.index is not None or not cuda else torch.cuda.current_device()
-                wrapper = DistributedDataParallel(self.model, device_ids=[index] if cuda else None)
+                # A parameter that gets no gradient (a head the loss does not use) would stop the
+                # next step with torch's "Expected to have finished reduction". static_graph: DDP
+                # finds the unused parameters in the first step and reduces without them after
+                # (the Trainer's step is the same graph every time); find_unused_parameters=True
+                # walks the autograd graph every step instead, for models whose set changes, and
+                # under accumulation, whose no_sync micro-steps static_graph does not support
+                # (torch 2.13: "expect_autograd_hooks_ INTERNAL ASSERT FAILED").
+                dynamic = find_unused_parameters or accumulate > 1
+                wrapper = DistributedDataParallel(self.model, device_ids=[index] if cuda else None,
+                                                  find_unused_parameters=dynamic, static_graph=not dynamic)
             if comm_hook is not None:
                 if not isinstance(wrapper, DistributedDataParallel):
                     raise ValueError(f"invalid comm_hook={comm_hook!r}: communication hooks are DDP's, "
@@ -211,6 +228,8 @@ class Trainer:
         self.step = self.epoch = self.batch_in_epoch = 0
         self.skipped = self.consecutive_skips = 0
         self.train_seconds = 0.0
+        # wall time of fit(): before this fit (a resumed checkpoint's, earlier fits) and since it began
+        self._wall_before, self._wall_start = 0.0, None
         self.should_stop = False
         self.stop_reason = ""
         self.last_grad_norm: float | None = None
@@ -232,6 +251,7 @@ class Trainer:
                 raise ValueError(f"invalid {name}={value!r}: expected an integer >= 1")
         if epochs is None and max_steps is None:
             raise ValueError("fit() needs epochs= or max_steps=")
+        fit_start = time.perf_counter()  # wall time counts from here (start-up and resume included)
         batches = as_batches(train, self.batch_size, self.seed, self.num_workers)
         steps_per_epoch = max(1, len(batches) // self.accumulate) if epochs is not None else None
         self.total_steps = min(
@@ -250,6 +270,7 @@ class Trainer:
         if self.step >= self.total_steps:  # resumed a run that had already finished
             self.should_stop, self.stop_reason = True, "max_steps" if max_steps is not None else "epochs"
         self._emit("on_fit_start")
+        self._wall_start = fit_start
         try:
             while not self.should_stop and (epochs is None or self.epoch < epochs):
                 self._emit("on_epoch_start")
@@ -282,8 +303,27 @@ class Trainer:
                 self._validate(val)
             self._save_checkpoint()
         finally:
-            self._emit("on_fit_end")
+            try:
+                self._emit("on_fit_end")
+            finally:
+                self._wall_before, self._wall_start = self.wall_seconds, None
         return self.history
+
+    @property
+    def wall_seconds(self) -> float:
+        """Wall time spent in fit(), counting the work kept from before a resume.
+
+        Every checkpoint records the wall time so far; a resumed run starts
+        from the value in the checkpoint it resumed from and adds the whole
+        wall time of its own fit() (its start-up included). So it is the wall
+        time of the work the run kept: the time lost between the checkpoint and
+        an interruption (steps done again after the resume) is not counted, as
+        it cannot be known. A checkpoint written before this was recorded
+        counts its ``train_seconds`` instead (a lower bound).
+        """
+        if self._wall_start is None:
+            return self._wall_before
+        return self._wall_before + time.perf_counter() - self._wall_start
 
     def _train_batch(self, batch: Any, micro: int, share: float = 1.0) -> bool:
         """Forward and backward one batch (``share``: this process's part of the
@@ -482,6 +522,7 @@ class Trainer:
                 "batch_in_epoch": self.batch_in_epoch,
                 "skipped": self.skipped,
                 "train_seconds": self.train_seconds,
+                "wall_seconds": self.wall_seconds,
             },
             "rng": {
                 "torch": torch.get_rng_state(),
@@ -511,6 +552,7 @@ class Trainer:
         self.step, self.epoch = loop["step"], loop["epoch"]
         self.batch_in_epoch, self.skipped = loop["batch_in_epoch"], loop["skipped"]
         self.train_seconds = loop["train_seconds"]
+        self._wall_before = float(loop.get("wall_seconds", loop["train_seconds"]))
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
