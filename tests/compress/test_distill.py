@@ -1,4 +1,5 @@
-"""Knowledge distillation: the loss and its scale, the frozen teacher, cached teacher logits, architectures."""
+"""Knowledge distillation: the loss and its scale, the frozen teacher, cached teacher logits, architectures;
+per token (a language model's logits, shifted labels, ignored positions) on a Hugging Face GPT-2."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from torch import nn
 
 from descentlab.compress import DistillationLoss, Distiller, distillation_loss, resolve_arch
 from descentlab.compress.arch import check_outputs
+from descentlab.compress.distill import IGNORE_INDEX, Distilled, token_cross_entropy, token_distillation_loss
+from descentlab.compress.distill_run import default_student
+from descentlab.compress.inputs import example_batch
+from descentlab.compress.logits import layout_of
 from descentlab.errors import UsageError
 from descentlab.train.trainer import Trainer
 from descentlab.workloads import Workload
@@ -236,8 +241,8 @@ def test_unknown_archs_list_the_forms(spec, words):
     assert "\n" not in str(info.value)
 
 
-def test_only_classification_and_matching_outputs():
-    with pytest.raises(UsageError, match="only classification workloads can be distilled.*toy is a regression workload"):
+def test_no_regression_and_matching_outputs():
+    with pytest.raises(UsageError, match="only a model that outputs logits can be distilled.*toy is a regression workload"):
         resolve_arch("mlp-8", _workload(metric="r2"))
     x = torch.randn(6, 40)
     with pytest.raises(UsageError, match=r"teacher cnn-25 outputs \(N, 10\) but student cnn-8 outputs \(N, 5\)"):
@@ -247,3 +252,181 @@ def test_only_classification_and_matching_outputs():
         check_outputs(mlp([40, 10]), mlp([12, 10]), x, student_name="s")
     with pytest.raises(UsageError, match=r"\(N, L\) signals or \(N, 1, H, W\) images"):
         resolve_arch("cnn-4", _workload((3, 8, 8)))
+
+
+# -- per token: a language model's logits ------------------------------------------------
+
+
+def _tokens(n=4, length=7, vocab=11, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s, t = torch.randn(n, length, vocab, generator=g), torch.randn(n, length, vocab, generator=g)
+    y = torch.randint(0, vocab, (n, length), generator=g)
+    y[0, 3] = y[2, 0] = y[3, -1] = IGNORE_INDEX
+    return s, t, y
+
+
+@pytest.mark.parametrize("shift", [True, False])
+@pytest.mark.parametrize("temperature, alpha", [(1.0, 0.5), (4.0, 0.9), (2.0, 1.0), (3.0, 0.0)])
+def test_the_token_loss_is_the_formula_by_hand(shift, temperature, alpha):
+    s, t, y = _tokens()
+    kls, ces = [], []
+    for i in range(s.shape[0]):
+        for j in range(s.shape[1] - (1 if shift else 0)):
+            label = y[i, j + 1] if shift else y[i, j]  # a causal LM: position j predicts token j + 1
+            if label == IGNORE_INDEX:
+                continue
+            q = torch.softmax(t[i, j] / temperature, 0)
+            kls.append((q * (torch.log(q) - torch.log_softmax(s[i, j] / temperature, 0))).sum())
+            ces.append(-torch.log_softmax(s[i, j], 0)[label])
+    expected = alpha * temperature**2 * torch.stack(kls).mean() + (1 - alpha) * torch.stack(ces).mean()
+    got = token_distillation_loss(s, t, y, temperature=temperature, alpha=alpha, shift=shift)
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
+    fn = DistillationLoss(temperature, alpha, per="token", shift=shift)
+    assert torch.allclose(fn((s, t), y), got) and torch.allclose(fn(s, y), torch.stack(ces).mean(), rtol=1e-5)
+
+
+def test_token_shapes_are_checked_naming_them():
+    s, t, y = _tokens()
+    with pytest.raises(UsageError, match=r"\(4, 7, 11\) but teacher logits \(4, 7, 5\)"):
+        token_distillation_loss(s, t[..., :5], y)
+    with pytest.raises(UsageError, match=r"need labels of shape \(4, 7\), got \(4, 6\)"):
+        token_distillation_loss(s, t, y[:, :6])
+    with pytest.raises(UsageError, match=r"per=.sentence.: expected one of example, token"):
+        DistillationLoss(per="sentence")
+
+
+def _gpt2(n_layer=2):
+    from tests.realmodels import gpt2_config
+
+    import transformers
+
+    torch.manual_seed(0)
+    return transformers.GPT2LMHeadModel(gpt2_config(n_layer)).eval()
+
+
+def test_the_hard_token_term_is_hugging_faces_own_causal_lm_loss():
+    model = _gpt2()
+    ids = torch.randint(0, 48, (3, 16), generator=torch.Generator().manual_seed(1))
+    labels = ids.clone()
+    labels[1, 5:] = IGNORE_INDEX  # padding: no target there
+    with torch.no_grad():
+        out = model(input_ids=ids, labels=labels)
+    assert torch.allclose(token_cross_entropy(out.logits, labels, shift=True), out.loss, rtol=1e-6)
+    alpha0 = token_distillation_loss(out.logits, torch.randn_like(out.logits), labels, alpha=0.0, shift=True)
+    assert torch.allclose(alpha0, out.loss, rtol=1e-6)  # alpha = 0: the labels only, exactly the model's loss
+
+
+def test_a_distiller_of_hugging_face_models_takes_dict_batches_and_evaluates_the_students_own_loss():
+    from tests.realmodels import gpt2
+
+    wl = gpt2()
+    student, teacher = _gpt2(1), _gpt2(2)
+    d = Distiller(student, teacher).train()
+    batch = {"input_ids": wl.train.ids[:4]}
+    out = d(**batch)  # the Trainer's call on a dict batch, targets left out
+    assert isinstance(out, Distilled) and out.student.shape == out.teacher.shape == (4, 16, 48)
+    assert out.student.requires_grad and not out.teacher.requires_grad
+    fn = DistillationLoss(per="token", shift=True)
+    loss = fn(out.logits, wl.train.ids[:4])
+    loss.backward()
+    assert all(p.grad is None for p in teacher.parameters()) and student.lm_head.weight.grad is not None
+    probe = torch.optim.SGD(student.parameters(), lr=0.0)
+    ours = Trainer(d, probe, fn, device="cpu").evaluate(wl.val)["loss"]
+    own = Trainer(student, probe, None, device="cpu").evaluate(wl.val)["loss"]  # the model's own loss
+    assert ours == pytest.approx(own, rel=1e-6)
+
+
+def test_the_layout_is_found_on_a_batch_and_checked_against_the_workloads_loss():
+    from tests.realmodels import gpt2
+
+    wl = gpt2()
+    batch = example_batch(wl, 8)
+    layout = layout_of(wl, _gpt2(), batch, "teacher")
+    assert (layout.per, layout.shift, layout.shape) == ("token", True, (8, 16, 48))
+    assert layout_of(_workload(), mlp([40, 10]), example_batch(_workload()), "t").per == "example"
+
+    class Tagger(nn.Module):  # a token classifier: position i predicts label i
+        def __init__(self):
+            super().__init__()
+            self.embed, self.head = nn.Embedding(48, 8), nn.Linear(8, 5)
+
+        def forward(self, input_ids):
+            return self.head(self.embed(input_ids))
+
+    ids = torch.randint(0, 48, (32, 6), generator=torch.Generator().manual_seed(0))
+    tags = (ids % 5).long()
+    ce = lambda logits, y: F.cross_entropy(logits.reshape(-1, 5), y.reshape(-1))  # noqa: E731
+    tagging = Workload(name="tags", train=(ids, tags), val=(ids, tags), test=(ids, tags), make_model=Tagger,
+                       loss_fn=ce, metric="loss")
+    torch.manual_seed(0)
+    layout = layout_of(tagging, Tagger(), example_batch(tagging), "teacher")
+    assert (layout.per, layout.shift) == ("token", False)
+    smoothed = Workload(name="smooth", train=(ids, tags), val=(ids, tags), test=(ids, tags), make_model=Tagger,
+                        loss_fn=lambda o, y: F.cross_entropy(o.reshape(-1, 5), y.reshape(-1), label_smoothing=0.3),
+                        metric="loss")
+    with pytest.raises(UsageError, match=r"smooth: its loss on a batch .* is not the token cross entropy") as info:
+        layout_of(smoothed, Tagger(), example_batch(smoothed), "teacher")
+    assert "\n" not in str(info.value)
+    regression_like = Workload(name="floats", train=(ids, tags.float()), val=(ids, tags.float()),
+                               test=(ids, tags.float()), make_model=Tagger, loss_fn=ce, metric="loss")
+    with pytest.raises(UsageError, match="floats: the targets are torch.float32 values, expected integer"):
+        layout_of(regression_like, Tagger(), example_batch(regression_like), "teacher")
+
+
+def test_layers_n_is_the_hugging_face_model_with_n_layers():
+    from tests.realmodels import gpt2
+
+    wl = gpt2(dtype="float64")
+    make = resolve_arch("layers=1", wl)
+    torch.manual_seed(3)
+    a = make()
+    torch.manual_seed(3)
+    b = make()
+    assert type(a).__name__ == "GPT2LMHeadModel" and a.config.n_layer == 1 and len(a.transformer.h) == 1
+    assert a.lm_head.weight is a.transformer.wte.weight  # tied, as the workload's model
+    assert all(p.dtype == torch.float64 for p in a.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))  # from the global generator
+    assert default_student(wl) == "layers=1" and default_student(wl, _gpt2(4)) == "layers=2"
+    with pytest.raises(UsageError, match=r"architecture 'layers=2' needs a Hugging Face model .* toy's model "
+                                         r"Sequential has none"):
+        resolve_arch("layers=2", _workload())
+    with pytest.raises(UsageError, match="sizes must be integers >= 1"):
+        resolve_arch("layers=0", wl)
+    with pytest.raises(UsageError, match=r"architecture 'cnn-4' needs one tensor of inputs, and gpt2-tiny-float64's "
+                                         r"batches are dicts \(input_ids, labels\): use layers=N"):
+        resolve_arch("cnn-4", wl)
+
+
+def test_no_default_student_for_a_dict_model_without_a_config_says_what_to_pass():
+    from tests.realmodels import TokenSet, _markov_tokens
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(48, 48)
+
+        def forward(self, input_ids):
+            return self.embed(input_ids)
+
+    ids = _markov_tokens(64, 0)
+    wl = Workload(name="plain-lm", train=TokenSet(ids), val=TokenSet(ids), test=TokenSet(ids), make_model=Plain,
+                  metric="loss", loss_fn=lambda o, y: F.cross_entropy(o[:, :-1].reshape(-1, 48), y[:, 1:].reshape(-1)))
+    with pytest.raises(UsageError, match=r"no default student for plain-lm: its model Plain outputs per-token logits "
+                                         r"and has no Hugging Face config .* pass --student layers=N .* or --student "
+                                         r"path/to/file.py:FUNC") as info:
+        default_student(wl, per="token")
+    assert "\n" not in str(info.value)
+
+
+def test_the_builtin_charlm_is_distilled_per_token_unshifted_with_a_half_depth_student():
+    from descentlab import workloads
+
+    wl = workloads.load("charlm")  # (x, y) tensors, y = x shifted already; nanoGPT-style model.cfg
+    torch.manual_seed(0)
+    teacher = wl.make_model()
+    layout = layout_of(wl, teacher, example_batch(wl, 4), "teacher")
+    assert (layout.per, layout.shift) == ("token", False)
+    n = teacher.cfg.n_layer
+    assert default_student(wl, teacher, per="token") == f"layers={n // 2}"
+    student = resolve_arch(f"layers={n // 2}", wl)()
+    assert type(student) is type(teacher) and len(student.blocks) == n // 2 and student.cfg.n_embd == teacher.cfg.n_embd

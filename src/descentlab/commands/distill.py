@@ -9,18 +9,19 @@ from .train import WORKLOAD_HELP, add_optimizer_arguments, optimizer_settings
 
 HELP = "distil a teacher into a smaller student and compare it with the same student trained from scratch"
 
-ARCH_HELP = ("a built-in workload name (its model), cnn-C, mlp-H1xH2..., logreg, path/to/file.py:FUNC or "
-             "package.module:FUNC (FUNC() returns an nn.Module)")
+ARCH_HELP = ("a built-in workload name (its model), cnn-C, mlp-H1xH2..., logreg, layers=N (a Hugging Face model: "
+             "the workload's with N layers), path/to/file.py:FUNC or package.module:FUNC (FUNC() returns an nn.Module)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..compress.distill import A_DEFAULT, T_DEFAULT
 
-    p.add_argument("--workload", help=WORKLOAD_HELP + "; a classification workload")
+    p.add_argument("--workload", help=WORKLOAD_HELP + "; any whose model outputs logits, per example "
+                   "(classification) or per token (a language model)")
     p.add_argument("--teacher", metavar="ARCH", help=f"teacher architecture, trained with the recipe (default: the "
                    f"workload's model); {ARCH_HELP}")
     p.add_argument("--student", metavar="ARCH", help="student architecture (default: measured per workload, cnn-8 on "
-                   "mnist1d-cnn; see docs/distill.md)")
+                   "mnist1d-cnn; a Hugging Face model: layers=N/2 of the teacher's N; see docs/distill.md)")
     p.add_argument("--seed", type=int, default=0, help="seed of the teacher's and both students' initialisation and "
                    "batches (default 0)")
     p.add_argument("--out", help="output folder (default distill-<workload>): summary.json, report.html")
@@ -52,5 +53,6 @@ def run(args: argparse.Namespace) -> int:
     for name in ("teacher", "student", "scratch"):
         r = s[name]
         print(f"{name:8s} {r['arch']:16s} {r['parameters']:>9,} parameters  {key} {r[key]:.4f}")
-    print(f"margin (student - scratch) {s['margin']:+.4f}; wrote {out}/summary.json, report.html")
+    better = "higher" if s.get("metric_mode", "max") == "max" else "lower"
+    print(f"margin (student - scratch) {s['margin']:+.4f} ({better} is better); wrote {out}/summary.json, report.html")
     return 0

@@ -22,6 +22,7 @@ _LAZY = {
     "prune": ".prune_run", "PruneResult": ".prune_run",
     # distillation
     "distillation_loss": ".distill", "DistillationLoss": ".distill", "Distiller": ".distill",
+    "token_distillation_loss": ".distill", "token_cross_entropy": ".distill", "layout_of": ".logits",
     "resolve_arch": ".arch",
     "distill": ".distill_run", "DistillResult": ".distill_run",
     # costs

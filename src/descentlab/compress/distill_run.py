@@ -40,8 +40,24 @@ The 1000 test signals put about ±1.1 points of noise on each
 accuracy; the choice was made on seed 0 only, and seeds 0-2 are measured in
 BENCHMARKS.md ("distill").
 
-Elsewhere (no measurement) the default student is ``cnn-8`` when the inputs
-suit a CNN ((N, L) signals or (N, 1, H, W) images) and ``mlp-32`` otherwise.
+Elsewhere (no measurement) the default student (:func:`default_student`) is
+
+* for a teacher with a config holding a layer count (a Hugging Face model's
+  ``config``, a nanoGPT-style ``cfg``): the workload's model with half the
+  teacher's layers, ``layers=N//2`` — the usual way a
+  distilled LM is made smaller (DistilBERT, DistilGPT-2: half the layers,
+  the same width);
+* for tensor inputs: ``cnn-8`` when they suit a CNN ((N, L) signals or
+  (N, 1, H, W) images) and ``mlp-32`` otherwise;
+* for anything else (a model of dict batches without a config): none, a
+  UsageError asking for ``--student layers=N`` or ``--student file.py:FUNC``.
+
+Any workload whose model outputs logits can be distilled, per example or per
+token (a language model; :mod:`.logits` finds which on one batch, and whether
+its labels are shifted). The summary's metric is the workload's:
+``test_accuracy`` for classification, ``test_loss`` for a language model whose
+metric is its loss; ``margin`` is student − scratch of that metric, and
+``metric_mode`` says whether higher (``max``) or lower (``min``) is better.
 """
 
 from __future__ import annotations
@@ -49,6 +65,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,9 +74,11 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from .arch import check_classification, check_outputs, example_inputs, resolve_arch
+from .arch import check_distillable, config_of, example_inputs, layer_key, resolve_arch
 from .distill import A_DEFAULT, T_DEFAULT, DistillationLoss, Distiller, check_alpha, check_temperature
 from .fit import evaluate, fit, new_optimizer, plan_for, train_dense
+from .inputs import example_batch
+from .logits import Layout, check_same, layout_of
 from .measure import parameters
 
 #: the measured default student of a workload (module docstring)
@@ -77,9 +96,25 @@ class DistillResult:
     models: dict[str, nn.Module] = field(default_factory=dict)
 
 
-def default_student(wl) -> str:
+def default_student(wl, model: nn.Module | None = None, *, per: str = "example") -> str:
+    """The student ARCH when none is given (module docstring). ``model``: the teacher,
+    whose Hugging Face config's layers are halved (default: the workload's model);
+    ``per``: how its logits line up with the targets (:func:`~.logits.layout_of`)."""
     if wl.name in DEFAULT_STUDENTS:
         return DEFAULT_STUDENTS[wl.name]
+    model = wl.make_model() if model is None else model
+    key = layer_key(model)
+    if key is not None:
+        layers = getattr(config_of(model), key)
+        if layers < 2:
+            raise UsageError(f"no default student for {wl.name}: its model {type(model).__name__} has {layers} layer "
+                             f"({key}), which cannot be halved; pass --student layers=N or path/to/file.py:FUNC")
+        return f"layers={layers // 2}"
+    if per != "example" or isinstance(example_batch(wl, 2), Mapping):
+        what = "takes dict batches" if per == "example" else "outputs per-token logits"
+        raise UsageError(f"no default student for {wl.name}: its model {type(model).__name__} {what} and has no "
+                         f"Hugging Face config with a layer count; pass --student layers=N (a Hugging Face model "
+                         f"with N layers) or --student path/to/file.py:FUNC (FUNC() returns the student)")
     shape = tuple(example_inputs(wl, 2).shape[1:])
     return "cnn-8" if len(shape) == 1 or (len(shape) in (2, 3) and shape[0] == 1) else "mlp-32"
 
@@ -101,8 +136,8 @@ def distill(workload: str, *, teacher: str | None = None, student: str | None = 
     student's and scratch's budget (default the recipe's); ``teacher_steps``:
     the teacher's (default the recipe's). ``optimizer``/``lr``/``opt``: the
     optimizer of every training here (any optimizer; default the recipe's). ``cache``: precompute the teacher's
-    logits of the training split (in-memory data only; the same result as
-    without, faster). Every input is checked before anything is trained or
+    logits of the training split (in-memory data, per example only: per-token
+    logits are L×V numbers an example; the same result as without, faster). Every input is checked before anything is trained or
     written: bad values raise :class:`~descentlab.errors.UsageError`.
     """
     temperature, alpha = check_temperature(temperature), check_alpha(alpha)
@@ -115,15 +150,16 @@ def distill(workload: str, *, teacher: str | None = None, student: str | None = 
     optimizer_settings = {"optimizer": optimizer, "lr": lr, "opt": opt}
     plan = plan_for(workload, seed=seed, steps=steps, data_dir=data_dir, **optimizer_settings)
     wl = plan["workload"]
-    check_classification(wl)
+    check_distillable(wl)
     teacher_plan = plan_for(workload, seed=seed, steps=teacher_steps, data_dir=data_dir, **optimizer_settings)
-    student_arch = student or default_student(wl)
-    make_student = resolve_arch(student_arch, wl)
     teacher_arch = teacher or ("given" if teacher_model is not None else wl.name)
     make_teacher = resolve_arch(teacher, wl) if teacher is not None else wl.make_model
-    example = example_inputs(wl, 64)
     probe_teacher = teacher_model if teacher_model is not None else make_teacher()
-    check_outputs(probe_teacher, make_student(), example, teacher_name=teacher_arch, student_name=student_arch)
+    example = example_batch(wl, 64)
+    layout = layout_of(wl, probe_teacher, example, f"teacher {teacher_arch}")
+    student_arch = student or default_student(wl, probe_teacher, per=layout.per)
+    make_student = resolve_arch(student_arch, wl)
+    check_same(layout, layout_of(wl, make_student(), example, f"student {student_arch}"), teacher_arch, student_arch)
 
     started = time.perf_counter()
     histories: dict[str, Any] = {}
@@ -143,11 +179,11 @@ def distill(workload: str, *, teacher: str | None = None, student: str | None = 
         histories["teacher"] = fitted.trainer.history
     teacher_net.eval()
 
-    cached = cache and isinstance(wl.train, (tuple, list))
-    log(f"  distilling into {student_arch} ({plan['total_steps']} steps, T={temperature:g}, alpha={alpha:g}"
-        f"{', teacher logits cached' if cached else ''})")
+    cached = cache and isinstance(wl.train, (tuple, list)) and layout.per == "example"
+    log(f"  distilling into {student_arch} ({plan['total_steps']} steps, T={temperature:g}, alpha={alpha:g}, "
+        f"{layout.describe()}{', teacher logits cached' if cached else ''})")
     student_net, histories["student"] = train_student(plan, make_student, teacher_net, seed=seed,
-                                                      temperature=temperature, alpha=alpha, cache=cached)
+                                                      temperature=temperature, alpha=alpha, cache=cached, layout=layout)
     log(f"  training {student_arch} from scratch ({plan['total_steps']} steps, the labels only)")
     scratch_net, histories["scratch"] = train_scratch(plan, make_student, seed=seed)
 
@@ -165,7 +201,9 @@ def distill(workload: str, *, teacher: str | None = None, student: str | None = 
     from ..store import versions
 
     summary: dict[str, Any] = {
-        "workload": wl.name, "seed": seed, "metric": wl.metric, "temperature": temperature, "alpha": alpha,
+        "workload": wl.name, "seed": seed, "metric": wl.metric, "metric_mode": wl.metric_mode,
+        "per": layout.per, "shift": layout.shift if layout.per == "token" else None,
+        "temperature": temperature, "alpha": alpha,
         "teacher": {**measured(teacher_net, teacher_arch, "teacher"),
                     "steps": None if teacher_model is not None else teacher_plan["total_steps"]},
         "student": measured(student_net, student_arch, "student"),
@@ -189,17 +227,20 @@ def distill(workload: str, *, teacher: str | None = None, student: str | None = 
 
 
 def train_student(plan: dict[str, Any], make_student, teacher: nn.Module, *, seed: int, temperature: float,
-                  alpha: float, cache: bool = True) -> tuple[nn.Module, Any]:
+                  alpha: float, cache: bool = True, layout: Layout | None = None) -> tuple[nn.Module, Any]:
     """``(student, history)``: ``torch.manual_seed(seed)``, a fresh student, the
-    recipe's optimizer over ``plan``'s budget, trained on the distillation loss."""
+    recipe's optimizer over ``plan``'s budget, trained on the distillation loss
+    (per example, or as ``layout`` says: :func:`~.logits.layout_of`)."""
     wl = plan["workload"]
-    cached = cache and isinstance(wl.train, (tuple, list))
+    per, shift = (layout.per, layout.shift) if layout is not None else ("example", False)
+    cached = cache and isinstance(wl.train, (tuple, list)) and per == "example"
     torch.manual_seed(seed)
     student = make_student()
     distiller = Distiller(student, teacher, cache_inputs=wl.train[0] if cached else None)
     opt, sched = new_optimizer(plan, distiller.student)
     train = distiller.index_split(wl.train[1]) if cached else None
-    fitted = fit(plan, distiller, opt, sched, seed=seed, train=train, loss_fn=DistillationLoss(temperature, alpha))
+    loss = DistillationLoss(temperature, alpha, per=per, shift=shift)
+    fitted = fit(plan, distiller, opt, sched, seed=seed, train=train, loss_fn=loss)
     return student, fitted.trainer.history
 
 

@@ -1,7 +1,8 @@
 """Unstructured magnitude pruning, layer-wise or global, on ``torch.nn.utils.prune``.
 
 ``prune_magnitude(model, 0.8)`` zeroes the 80 % of the weights of smallest
-magnitude among every Linear and Conv layer's weight (``scope="global"``, one
+magnitude among every Linear and Conv layer's weight (and Hugging Face's
+``Conv1D``, GPT-2's linear layer with its weight stored transposed) (``scope="global"``, one
 threshold for the whole model, as ``prune.global_unstructured``) or 80 % of each
 layer (``scope="layer"``, ``prune.l1_unstructured`` per layer). Biases and
 normalisation layers are left dense: they are a small share of the parameters
@@ -27,7 +28,7 @@ from torch import nn
 from ..errors import UsageError
 from .masks import keep_pruned
 
-#: the layers whose ``weight`` is pruned
+#: the layers whose ``weight`` is pruned (and Hugging Face's Conv1D: :func:`is_prunable`)
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 SCOPES = ("global", "layer")
 
@@ -40,8 +41,22 @@ def check_sparsity(value: object, what: str = "sparsity") -> float:
     return float(value)
 
 
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """Hugging Face's ``Conv1D`` (``transformers.pytorch_utils``): a Linear layer whose
+    weight is stored ``(in, out)``, the layers of GPT-2's attention and MLP. Found by
+    its class, without importing transformers."""
+    cls = type(module)
+    return cls.__name__ == "Conv1D" and cls.__module__.startswith("transformers") \
+        and isinstance(getattr(module, "weight", None), torch.Tensor)
+
+
+def is_prunable(module: nn.Module) -> bool:
+    """A layer whose ``weight`` magnitude pruning zeroes: Linear, Conv1d/2d/3d, Hugging Face's Conv1D."""
+    return isinstance(module, PRUNABLE) or is_hf_conv1d(module)
+
+
 def prunable(model: nn.Module, ignore: Iterable[nn.Module | str] = ()) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every Linear and Conv layer, minus ``ignore`` (modules or names)."""
+    """``(name, module)`` of every Linear and Conv layer (:func:`is_prunable`), minus ``ignore`` (modules or names)."""
     skip = list(ignore)
     names = {s for s in skip if isinstance(s, str)}
     mods = {id(s) for s in skip if isinstance(s, nn.Module)}
@@ -50,7 +65,7 @@ def prunable(model: nn.Module, ignore: Iterable[nn.Module | str] = ()) -> list[t
     if unknown:
         raise UsageError(f"no layer named {unknown[0]!r} to leave unpruned; layers: {', '.join(sorted(known - {''}))}")
     return [(n, m) for n, m in model.named_modules()
-            if isinstance(m, PRUNABLE) and n not in names and id(m) not in mods]
+            if is_prunable(m) and n not in names and id(m) not in mods]
 
 
 def _weight(m: nn.Module) -> torch.Tensor:

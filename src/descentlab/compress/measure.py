@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .inputs import Inputs, call, first
+
 #: timed calls per model and batch size (the issue asks for >= 100)
 LATENCY_RUNS = 200
 WARMUP_RUNS = 20
@@ -36,36 +38,49 @@ def nonzero_parameters(model: nn.Module) -> int:
 
 def effective_weights(model: nn.Module) -> dict[str, Tensor]:
     """Every parameter by name, with ``torch.nn.utils.prune``'s re-parametrisation
-    (``weight_orig`` × ``weight_mask``) resolved to the weight the model uses."""
+    (``weight_orig`` × ``weight_mask``) resolved to the weight the model uses.
+
+    A parameter shared by several modules (tied weights: GPT-2's input embedding
+    and output layer) is one parameter, listed once — under its first name, with
+    the mask applied if any of its modules masks it — as ``model.parameters()``
+    and Hugging Face's ``num_parameters()`` count it."""
     out: dict[str, Tensor] = {}
-    for mod_name, module in model.named_modules():
+    seen: dict[int, str] = {}  # id(parameter) -> its key in out
+    for mod_name, module in model.named_modules(remove_duplicate=False):
         for name, p in module.named_parameters(recurse=False):
             key = f"{mod_name}.{name}" if mod_name else name
-            if name.endswith("_orig") and hasattr(module, name[: -len("_orig")] + "_mask"):
-                base = name[: -len("_orig")]
-                out[key[: -len("_orig")]] = (p * getattr(module, base + "_mask")).detach()
+            masked = name.endswith("_orig") and hasattr(module, name[: -len("_orig")] + "_mask")
+            if masked:
+                key = key[: -len("_orig")]
+                value = (p * getattr(module, name[: -len("_orig")] + "_mask")).detach()
             else:
-                out[key] = p.detach()
+                value = p.detach()
+            if id(p) in seen:
+                if masked:  # the masked use is the pruned weight
+                    out[seen[id(p)]] = value
+                continue
+            seen[id(p)] = key
+            out[key] = value
     return out
 
 
-def flops_per_sample(model: nn.Module, example: Tensor) -> int:
+def flops_per_sample(model: nn.Module, example: Inputs) -> int:
     """FLOPs of one forward pass on one sample (``torch.utils.flop_counter``
     counts matmuls and convolutions as dense: a zero weight still costs its
-    multiply-add)."""
+    multiply-add). ``example``: a tensor of inputs or a dict of them (:mod:`.inputs`)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     was = model.training
     model.eval()
     try:
         with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-            model(example[:1])
+            call(model, first(example, 1))
     finally:
         model.train(was)
     return int(counter.get_total_flops())
 
 
-def latency(models: Mapping[str, nn.Module], example: Tensor, *, runs: int = LATENCY_RUNS,
+def latency(models: Mapping[str, nn.Module], example: Inputs, *, runs: int = LATENCY_RUNS,
             warmup: int = WARMUP_RUNS, threads: int = 1) -> dict[str, dict[str, float]]:
     """``{name: {"p50": ms, "p95": ms, "mean": ms}}`` of ``model(example)`` for
     each model, timed interleaved in this process with ``threads`` CPU threads."""
@@ -80,13 +95,13 @@ def latency(models: Mapping[str, nn.Module], example: Tensor, *, runs: int = LAT
             for m in models.values():
                 m.eval()
                 for _ in range(warmup):
-                    m(example)
+                    call(m, example)
             items = list(models.items())
             for r in range(runs):
                 # each round starts with the next model: no model is always the one timed first
                 for name, m in items[r % len(items):] + items[: r % len(items)]:
                     start = time.perf_counter()
-                    m(example)
+                    call(m, example)
                     times[name].append((time.perf_counter() - start) * 1e3)
     finally:
         torch.set_num_threads(before)
@@ -101,7 +116,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": statistics.median(ordered), "p95": q[94], "mean": statistics.fmean(ordered), "runs": len(ordered)}
 
 
-def costs(model: nn.Module, example: Tensor) -> dict[str, Any]:
+def costs(model: nn.Module, example: Inputs) -> dict[str, Any]:
     """``parameters``, ``nonzero_parameters`` and ``flops`` of a model."""
     return {
         "parameters": parameters(model),

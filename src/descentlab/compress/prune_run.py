@@ -27,7 +27,8 @@ The pipeline, for a workload's recipe and a seed:
    timed interleaved in this process (:mod:`.measure`).
 
 With ``distill=True`` the fine-tuning learns from the dense model's soft targets
-as well (prune, then distill: :mod:`.distill`), one pipeline.
+as well (prune, then distill: :mod:`.distill`), one pipeline — per example or per
+token, as the model's logits line up with its targets (:mod:`.logits`).
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ from typing import Any
 import torch
 
 from ..errors import UsageError
-from ..train.data import as_batches
 from .fit import copy_run, evaluate, fit, plan_for, schedule_for, train_dense
 from .gradual import GradualPruning
+from .inputs import example_inputs as _example_inputs
+from .inputs import first
 from .magnitude import SCOPES, check_sparsity, make_permanent, sparsity_of
 from .measure import LATENCY_RUNS, costs, latency
 from .saved import save_model
@@ -73,9 +75,9 @@ def _check_curve(curve: Sequence[float] | None) -> list[float]:
 
 
 def example_inputs(wl, n: int) -> Any:
-    """The inputs of the first ``n`` training examples (to trace and to time models)."""
-    batch = next(iter(as_batches(wl.train, n, seed=0).epoch(0)))
-    return batch[0] if isinstance(batch, (tuple, list)) else batch
+    """The inputs of the first ``n`` training examples (to trace and to time models): a
+    tensor, or a dict batch without its targets (:mod:`.inputs`)."""
+    return _example_inputs(wl, n)
 
 
 def prune(workload: str, sparsity: float, *, structured: bool = False, seed: int = 0, out: str | os.PathLike | None = None,
@@ -102,19 +104,18 @@ def prune(workload: str, sparsity: float, *, structured: bool = False, seed: int
     optimizer_settings = {"optimizer": optimizer, "lr": lr, "opt": opt}
     plan = plan_for(workload, seed=seed, steps=steps, data_dir=data_dir, **optimizer_settings)
     wl = plan["workload"]
-    if distill and wl.task != "classification":
-        raise UsageError(f"distill=True needs a classification workload; {wl.name} is {wl.task}")
     ft_steps = finetune_steps or plan["total_steps"]
     ft_plan = plan_for(workload, seed=seed, steps=ft_steps, data_dir=data_dir, **optimizer_settings)
     batch = plan["batch_size"] if isinstance(plan["batch_size"], int) else min(1000, wl.num_examples("train"))
     example = example_inputs(wl, batch)
+    layout = _layout(wl, plan, seed) if distill else None
     if structured:  # refuse a model the pruner cannot handle before anything is trained
         probe = _fresh_model(plan, seed)
-        ChannelPruner(probe, example[:2], sparsity, steps=STRUCTURED_STEPS)
+        ChannelPruner(probe, first(example, 2), sparsity, steps=STRUCTURED_STEPS)
 
     setup = {"workload": workload, "sparsity": sparsity, "structured": structured, "seed": seed, "scope": scope,
              "distill": distill, "latency_runs": latency_runs, "plan": plan, "ft_plan": ft_plan, "points": points,
-             "batch": batch, "example": example}
+             "batch": batch, "example": example, "layout": layout}
     if out is None:
         return _run(setup, None, log)
     from ..experiment.lock import hold
@@ -137,9 +138,9 @@ def _run(setup: dict[str, Any], work: Path | None, log) -> PruneResult:
         kind = "channels" if structured else "weights"
         log(f"  fine-tuning {ft_steps} steps, pruning to {s:.0%} of the {kind}")
         runs[s] = _prune_one(plan, ft_plan, dense, s, structured=structured, scope=scope, seed=seed,
-                             example=example, distill=distill)
+                             example=example, distill=distill, layout=setup["layout"])
     models = {"dense": dense.model, **{_label(s): r["model"] for s, r in runs.items()}}
-    timed = latency(models, example[:1], runs=latency_runs)
+    timed = latency(models, first(example, 1), runs=latency_runs)
     timed_batch = latency(models, example, runs=latency_runs)
 
     files = work if work is not None else Path(_tmpdir())
@@ -195,6 +196,17 @@ def _label(s: float) -> str:
     return f"pruned-{round(s * 100):02d}" if s else "finetuned-00"
 
 
+def _layout(wl, plan: dict[str, Any], seed: int):
+    """How the model's logits line up with the targets, for ``distill=True`` (per example or per
+    token: :func:`.logits.layout_of`); a UsageError for a model without logits."""
+    from .arch import check_distillable
+    from .inputs import example_batch
+    from .logits import layout_of
+
+    check_distillable(wl)
+    return layout_of(wl, _fresh_model(plan, seed), example_batch(wl, 64), f"{wl.name}'s model")
+
+
 def _fresh_model(plan: dict[str, Any], seed: int):
     torch.manual_seed(seed)
     return plan["workload"].make_model()
@@ -206,7 +218,8 @@ def _tmpdir() -> str:
     return tempfile.mkdtemp(prefix="descentlab-prune-")
 
 
-def _prune_one(plan, ft_plan, dense, s: float, *, structured: bool, scope: str, seed: int, example, distill: bool):
+def _prune_one(plan, ft_plan, dense, s: float, *, structured: bool, scope: str, seed: int, example, distill: bool,
+               layout=None):
     """Fine-tune a copy of the dense run, pruning it to ``s`` as it goes."""
     model, opt = copy_run(dense, plan)
     sched = schedule_for(ft_plan, opt)
@@ -214,7 +227,7 @@ def _prune_one(plan, ft_plan, dense, s: float, *, structured: bool, scope: str, 
     window = max(1, int(total * PRUNING_WINDOW))
     pruning: Any = None
     if s > 0 and structured:
-        pruning = ChannelPruning(example[:2], s, start=0, steps=STRUCTURED_STEPS,
+        pruning = ChannelPruning(first(example, 2), s, start=0, steps=STRUCTURED_STEPS,
                                  frequency=max(1, window // STRUCTURED_STEPS), module=model)
     elif s > 0:
         pruning = GradualPruning(s, start=0, end=window, frequency=max(1, total // 40), scope=scope)
@@ -223,11 +236,12 @@ def _prune_one(plan, ft_plan, dense, s: float, *, structured: bool, scope: str, 
         from .distill import DistillationLoss, Distiller
 
         wl = plan["workload"]
-        tensors = isinstance(wl.train, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in wl.train)
+        tensors = isinstance(wl.train, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in wl.train) \
+            and (layout is None or layout.per == "example")  # per-token logits: L×V numbers an example, not cached
         teacher = copy.deepcopy(dense.model)  # the Distiller freezes its teacher: not the dense model itself
         train_model = Distiller(model, teacher, cache_inputs=wl.train[0] if tensors else None)
         train = train_model.index_split(wl.train[1]) if tensors else None
-        loss_fn = DistillationLoss()
+        loss_fn = DistillationLoss(per=layout.per, shift=layout.shift) if layout is not None else DistillationLoss()
     fit(ft_plan, train_model, opt, sched, seed=seed, callbacks=[pruning] if pruning else [], loss_fn=loss_fn,
         train=train)
     make_permanent(model)

@@ -6,7 +6,9 @@ The file is a plain dict of tensors, strings, numbers and lists::
     {"format": "descentlab-model", "version": 1,
      "workload": "mnist1d-cnn",          # whose make_model() builds the dense architecture
      "pruning_history": [...],            # Torch-Pruning's [layer, is_out_channels, indices]
-     "example_shape": [1, 40], "example_dtype": "float32",
+     "example_shape": [1, 40], "example_dtype": "float32",  # one tensor input; for a dict of inputs
+                                                            # (a Hugging Face model) "example_inputs":
+                                                            # {"kind": "dict", "inputs": {key: {"shape", "dtype"}}}
      "sparse": {"head.weight": {"values", "bits", "shape"}, ...},  # mostly-zero weights
      "state_dict": {...}}
 
@@ -34,12 +36,13 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UsageError
+from .inputs import Inputs, spec, zeros
 
 FORMAT = "descentlab-model"
 VERSION = 1
 
 
-def save_model(path: str | os.PathLike, model: nn.Module, *, workload: str | None, example: Tensor,
+def save_model(path: str | os.PathLike, model: nn.Module, *, workload: str | None, example: Inputs,
                pruning_history: list | None = None, sparse: bool = False) -> int:
     """Write the model file atomically; returns its size in bytes."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -52,9 +55,13 @@ def save_model(path: str | os.PathLike, model: nn.Module, *, workload: str | Non
     payload = {
         "format": FORMAT, "version": VERSION, "workload": workload,
         "pruning_history": [list(h) for h in pruning_history or []],
-        "example_shape": [1, *example.shape[1:]], "example_dtype": str(example.dtype).removeprefix("torch."),
         "sparse": stored, "state_dict": state,
     }
+    described = spec(example)
+    if described["kind"] == "tensor":
+        payload.update(example_shape=described["shape"], example_dtype=described["dtype"])
+    else:
+        payload["example_inputs"] = described
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
@@ -121,8 +128,8 @@ def load_model(path: str | os.PathLike, make_model: Callable[[], nn.Module] | No
     if history:
         import torch_pruning as tp
 
-        dtype = getattr(torch, payload.get("example_dtype", "float32"))
-        example = torch.zeros(payload["example_shape"], dtype=dtype)
+        example = zeros(payload["example_inputs"]) if "example_inputs" in payload else \
+            torch.zeros(payload["example_shape"], dtype=getattr(torch, payload.get("example_dtype", "float32")))
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
         graph.load_pruning_history([tuple(h) for h in history])
     model.load_state_dict(_dense_state(payload))

@@ -45,7 +45,9 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UsageError
+from ..train.batch import logits_of
 from ..train.callbacks import Callback
+from .inputs import call
 from .magnitude import PRUNABLE, check_sparsity
 
 #: the layers whose output channels (Conv) or neurons (Linear) are removed
@@ -144,11 +146,11 @@ def output_layers(model: nn.Module, example: Any) -> list[nn.Module]:
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, PRUNABLE)]
     try:
         with torch.no_grad():
-            result = model(example)
+            result = call(model, example)
     finally:
         for h in handles:
             h.remove()
-    results = result if isinstance(result, (tuple, list)) else [result]
+    results = result if type(result) in (tuple, list) else [logits_of(result)]
     found = [outputs[id(r)] for r in results if isinstance(r, Tensor) and id(r) in outputs]
     if not found:  # the output went through something after the last layer: leave the last one whole
         last = [m for m in model.modules() if isinstance(m, PRUNABLE)]
@@ -172,6 +174,28 @@ def _failing_layer(pruner, model: nn.Module) -> str:
         except Exception:  # noqa: BLE001 - this is the one
             return name
     return "(unknown)"
+
+
+def unknown_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of the modules that hold parameters of their own and that
+    Torch-Pruning has no pruner for (it maps them to an element-wise op), such as
+    Hugging Face's ``Conv1D`` (GPT-2's attention and MLP): it can slice their
+    parameters only as loose tensors, along their last dimension."""
+    ops = _tp().ops
+    return [(n, m) for n, m in model.named_modules()
+            if any(True for _ in m.parameters(recurse=False)) and ops.module2type(m) == ops.OPTYPE.ELEMENTWISE]
+
+
+def _why(model: nn.Module, exc: BaseException) -> str:
+    """The reason Torch-Pruning failed on ``model``: the first layer it has no pruner for, if any."""
+    unknown = unknown_layers(model)
+    cause = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    if not unknown:
+        return cause
+    name, module = unknown[0]
+    more = f" and {len(unknown) - 1} more such layer{'s' if len(unknown) > 2 else ''}" if len(unknown) > 1 else ""
+    return (f"Torch-Pruning has no pruner for its layer {name!r}, a {type(module).__module__}.{type(module).__name__}"
+            f"{more}, so it cannot slice it together with the layers it feeds ({cause}); prune without --structured")
 
 
 def _cubic_ratios(ratio: float, steps: int) -> list[float]:
@@ -220,7 +244,9 @@ class ChannelPruner:
             return tp.pruner.MagnitudePruner(
                 model, self.example, importance=tp.importance.MagnitudeImportance(p=2),
                 pruning_ratio=self.ratio, iterative_steps=self.steps,
-                iterative_pruning_ratio_scheduler=_cubic_ratios, ignored_layers=ignored, **self.options,
+                iterative_pruning_ratio_scheduler=_cubic_ratios, ignored_layers=ignored,
+                output_transform=logits_of,  # trace from the logits of a Hugging Face output (not its cache)
+                **self.options,
             )
 
     def _trial(self) -> None:
@@ -230,12 +256,12 @@ class ChannelPruner:
         mods = list(trial.modules())
         ignored = [mods[index[id(m)]] for m in self.ignored if id(m) in index]
         with torch.no_grad():
-            before = trial(self.example)
+            before = logits_of(call(trial, self.example))
         try:
             pruner = self._pruner(trial, ignored)
-        except Exception as exc:  # noqa: BLE001 - Torch-Pruning's tracing failed: name the model
+        except Exception as exc:  # noqa: BLE001 - Torch-Pruning's tracing failed: name the model and the layer
             raise UsageError(f"the structured pruner cannot trace {type(self.model).__name__}: "
-                             f"{type(exc).__name__}: {exc}") from None
+                             f"{_why(self.model, exc)}") from None
         for _ in range(self.steps):
             groups = pruner.step(interactive=True)  # importance is computed as the groups are drawn
             while True:
@@ -256,7 +282,7 @@ class ChannelPruner:
                   and any(p.shape != q.shape for p, q in zip(m.parameters(), dict(self.model.named_modules())[n].parameters()))]
         try:
             with torch.no_grad():
-                after = trial(self.example)
+                after = logits_of(call(trial, self.example))
         except Exception as exc:  # noqa: BLE001
             where = ", ".join(pruned[:4]) or "its layers"
             raise UsageError(f"{type(self.model).__name__} no longer runs once channels of {where} are removed "
