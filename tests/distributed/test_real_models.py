@@ -13,7 +13,9 @@ tests/realmodels.py, as a user's ``file.py:FUNC``.
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from .group import finish, join
 
 REAL = Path(__file__).parent.parent / "realmodels.py"
 STEPS = 8
+LOCAL_STEPS = 24
 
 #: label -> (workload function, extra flags); the float64 versions
 CASES = {
@@ -69,6 +72,12 @@ def _ranks(rank: int, store: str, root: str) -> None:
         run_training(TrainConfig(workload=f"{REAL}:resnet_double", optimizer="adamw", lr=3e-3, steps=STEPS,
                                  batch_size=32, nproc=2, strategy="ddp", quiet=True, out=f"{root}/resnet-local"),
                      log=lambda msg: None)
+        # and under its recipe, evaluated every step: every rank must take the same decisions on a new best;
+        # before the buffers were made rank 0's for evaluation, fsdp aborted here
+        for strategy in ("ddp", "fsdp", "diloco"):
+            run_training(TrainConfig(workload=f"{REAL}:resnet_double", steps=LOCAL_STEPS, nproc=2, strategy=strategy,
+                                     quiet=True, eval_every=1, sync_every=4, out=f"{root}/resnet-local-{strategy}"),
+                         log=lambda msg: None)
         finish()
     finally:
         dist.destroy_process_group()
@@ -140,6 +149,20 @@ def test_batchnorm_statistics_are_per_process_unless_synchronized(runs):
     key = "layer1.bn1.running_var"
     assert relative(one[key], local[key]) > 1e-3  # halves of the batch: other statistics
     assert relative(one["head.weight"], local["head.weight"]) > 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "diloco"])
+def test_per_process_batchnorm_statistics_still_give_every_rank_one_evaluation(runs, strategy):
+    """Without --sync-batchnorm the ranks' running statistics differ after each step; every
+    evaluation uses rank 0's (as the checkpoints do), so the ranks agree on each new best
+    (under FSDP a disagreement was a collective only one rank joined: gloo aborted)."""
+    out = runs / f"resnet-local-{strategy}"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == LOCAL_STEPS and math.isfinite(summary["best"]["test_accuracy"])
+    with open(out / "metrics.csv") as f:
+        evaluations = [row for row in csv.DictReader(f) if row.get("val_accuracy")]
+    assert len(evaluations) == LOCAL_STEPS
 
 
 @pytest.mark.slow

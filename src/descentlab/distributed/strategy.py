@@ -279,6 +279,23 @@ def load_optimizer_state(model: nn.Module, optimizer: Any, state: dict[str, Any]
         optimizer.load_state_dict(state)
 
 
+def same_buffers(model: nn.Module, world: int) -> None:
+    """Rank 0's buffers on every rank (a collective; nothing in one process).
+
+    Training updates buffers locally — BatchNorm's running statistics from each
+    process's own part of the batch, unless synchronized — and DDP broadcasts rank
+    0's only at the next training forward. Evaluated with different statistics,
+    the ranks would see different validation metrics and decide differently
+    (a new best, whose state FSDP gathers with a collective only one rank then
+    joins: gloo aborted with "Received data size doesn't match expected size").
+    Checkpoints keep rank 0's, so this is what every evaluation uses.
+    """
+    if world <= 1 or not distributed():
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
 def every_rank(value: Any) -> list[Any] | None:
     """``value`` of every rank, on rank 0 (None elsewhere): DiLoCo's per-rank state."""
     if not distributed():

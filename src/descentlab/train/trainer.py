@@ -301,6 +301,7 @@ class Trainer:
                 self.optimizer.sync()  # DiLoCo: the processes end on one model
             if val is not None and self.history.last_eval_step != self.step:
                 self._validate(val)
+            strategies.same_buffers(self.model, self.world)  # the final evaluations see rank 0's too
             self._save_checkpoint()
         finally:
             try:
@@ -473,6 +474,10 @@ class Trainer:
             fn()
 
     def _validate(self, val: Any) -> None:
+        # Every rank evaluates, and must decide alike (best, early stopping, plateau): the
+        # buffers a training step updated locally (BatchNorm's running statistics, each
+        # process's own without --sync-batchnorm) are rank 0's on every rank first.
+        strategies.same_buffers(self.model, self.world)
         averaged = getattr(self.optimizer, "averaged", None)  # DiLoCo: the model the processes agree on
         with averaged() if callable(averaged) else contextlib.nullcontext():
             self._validate_here(val)
