@@ -8,6 +8,12 @@ Each sample is a new interpreter (``python -c "import X"``), its wall time from 
 exit, the two commands alternating so that the machine's drift falls on both. The first
 pair is discarded (it warms the file cache). Prints the median of each, the ratio of the
 medians, and the ratio's range over the pairs (each pair's own ratio).
+
+Since issue 31, ``import descentlab`` loads nothing until a name is used (it does not even
+import torch), so the statements timed are what a user's first line does:
+``import descentlab.optim`` (the optimizer library alone), ``from descentlab import
+Trainer`` (the loop and the workloads), and ``import descentlab; descentlab.compare``
+(everything ``import descentlab`` loaded eagerly before).
 """
 
 from __future__ import annotations
@@ -19,9 +25,17 @@ import sys
 import time
 
 
-def once(module: str) -> float:
+STATEMENTS = {
+    "import torch": "import torch",
+    "import descentlab.optim": "import descentlab.optim",
+    "from descentlab import Trainer": "from descentlab import Trainer",
+    "descentlab.compare (the whole API)": "import descentlab; descentlab.compare; descentlab.benchmark",
+}
+
+
+def once(code: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", f"import {module}"], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True)
     return time.perf_counter() - start
 
 
@@ -29,16 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=15)
     args = p.parse_args(argv)
-    once("torch"), once("descentlab")  # the file cache
-    torch_s, ours = [], []
-    for _ in range(args.repeat):
-        torch_s.append(once("torch"))
-        ours.append(once("descentlab"))
-    ratios = sorted(b / a for a, b in zip(torch_s, ours))
-    mt, md = statistics.median(torch_s), statistics.median(ours)
-    print("| import | median s | vs torch |\n|---|---|---|")
-    print(f"| torch | {mt:.3f} | 1.00 |")
-    print(f"| descentlab | {md:.3f} | {md / mt:.2f} (pairs {ratios[0]:.2f}–{ratios[-1]:.2f}) |")
+    for code in STATEMENTS.values():  # the file cache
+        once(code)
+    times: dict[str, list[float]] = {name: [] for name in STATEMENTS}
+    for _ in range(args.repeat):  # alternating: the machine's drift falls on every statement
+        for name, code in STATEMENTS.items():
+            times[name].append(once(code))
+    base = times["import torch"]
+    mt = statistics.median(base)
+    print("| statement | median s | vs import torch |\n|---|---|---|")
+    for name, samples in times.items():
+        ratios = sorted(b / a for a, b in zip(base, samples))
+        md = statistics.median(samples)
+        print(f"| `{name}` | {md:.3f} | {md / mt:.2f} (pairs {ratios[0]:.2f}–{ratios[-1]:.2f}) |")
     return 0
 
 

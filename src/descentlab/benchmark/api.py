@@ -54,7 +54,7 @@ def _count(name: str, value: Any) -> int:
 
 def strategies_and_spaces(optimizers: Any, strategies: Any) -> tuple[list[Any], dict[str, dict[str, Any]]]:
     """The strategies (as ``compare`` takes them) and each one's search space (``space:`` field)."""
-    from ..compare.strategy import coerce, from_mapping
+    from ..experiment.strategy import coerce, from_mapping
     from ..experiment.config import load_yaml_data
     from . import space
 
@@ -125,7 +125,7 @@ def _check(entries: Sequence[Any], strategies: Sequence[Any], data_dir: str | No
     """Every part loads, its target lies in its metric's range, every strategy builds on it;
     returns workload -> its description for benchmark.json."""
     from .. import workloads
-    from ..compare.runner import validate
+    from ..experiment.single import validate
     from . import variants
 
     described = {}
@@ -150,7 +150,7 @@ def _check(entries: Sequence[Any], strategies: Sequence[Any], data_dir: str | No
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    from ..compare.runner import write_csv as write
+    from ..report.table import write_csv as write
 
     write(path, rows, CSV_COLUMNS)
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..compare.strategy import Strategy
+from ..experiment.strategy import Strategy
 from ..engine import queue
 from ..engine.liveness import Heartbeat
 from ..engine.storage import GRACE_FACTOR, MAX_RETRY, open_storage, quiet_optuna
@@ -151,7 +151,7 @@ class Workloads:
 
 def strategy_for(plan: Plan, wl: Any, key: dict[str, Any]) -> tuple[Strategy, float | None]:
     """The run's strategy (its trial's hyperparameters applied) and its lr (None: the default)."""
-    from ..compare.runner import lr_and_source
+    from ..experiment.single import lr_and_source
     from .space import hparams
 
     strategy = plan.strategies[key["index"]]
@@ -173,7 +173,7 @@ def work(plan: Plan, send: Callable[[str, str], None]) -> None:
     """One worker: take runs from the queue until none is waiting or running."""
     from optuna.trial import TrialState
 
-    from ..compare.runner import train_one, warm_up
+    from ..experiment.single import train_one, warm_up
 
     with quiet_optuna():
         storage = open_storage(plan.storage, plan.heartbeat, MAX_RETRY)

@@ -32,7 +32,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..compare.strategy import Strategy
+from ..experiment.strategy import Strategy
 
 BASELINES = ("adamw", "nesterov")
 FACTORS = (1 / 3, 1.0, 3.0)
@@ -51,7 +51,7 @@ def _recipe_steps(wl: Any, batch: Any) -> int:
 def procedure(wl: Any, *, batch_size: Any = None, search_steps: int | None = None, device: str = "auto",
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """The target and budget of workload ``wl`` (a Workload), with the figures that set them."""
-    from ..compare.runner import lr_and_source, time_to_target, train_one, warm_up
+    from ..experiment.single import lr_and_source, time_to_target, train_one, warm_up
 
     batch = batch_size if batch_size is not None else wl.recipe["batch_size"]
     steps = search_steps or _recipe_steps(wl, batch)

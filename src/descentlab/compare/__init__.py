@@ -2,13 +2,32 @@
 
 ``descentlab.compare(workload, strategies, ...)`` (:func:`.api.compare`) is the
 Python entry point; the ``descentlab compare`` command is a thin layer over it.
-Note that the top-level name ``descentlab.compare`` is that function: import
-this package's parts as ``from descentlab.compare import run_comparison``.
+The top-level name ``descentlab.compare`` is this package, and calling it calls
+that function; import the package's parts as ``from descentlab.compare import
+run_comparison``.
 """
+
+import inspect
+import sys
+import types
 
 from .api import ComparisonResult, compare
 from .runner import run_comparison, time_to_target
 from .strategy import Strategy, coerce, from_file, from_names
+
+
+class _Package(types.ModuleType):
+    """``descentlab.compare(...)`` is :func:`.api.compare`."""
+
+    def __call__(self, *args, **kwargs):
+        return compare(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(compare)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = ["ComparisonResult", "Strategy", "coerce", "compare", "from_file", "from_names", "run_comparison",
            "time_to_target"]

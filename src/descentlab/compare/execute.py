@@ -32,7 +32,7 @@ from ..engine.workers import WorkerError
 from ..errors import UsageError
 from ..store import RunStore
 from ..train.callbacks import Callback
-from .strategy import Strategy
+from ..experiment.strategy import Strategy
 
 KIND = "compare"
 GROUP = "compare"
@@ -119,7 +119,7 @@ def _row(plan: Plan, strategy: Strategy, key: dict[str, Any], summary: dict[str,
 
 def _config(plan: Plan, wl: Any, strategy: Strategy, key: dict[str, Any]) -> dict[str, Any]:
     from .. import optim, schedules
-    from .runner import lr_and_source
+    from ..experiment.single import lr_and_source
 
     lr, source = lr_and_source(strategy, wl, key["lr"], plan.tune)
     return {**strategy.to_dict(), "strategy": strategy.label, "hparams": {**strategy.hparams, "lr": lr},
@@ -142,7 +142,7 @@ def work(plan: Plan, send: Callable[[str, str], None], *, workload: Any = None, 
     from optuna.trial import TrialState
 
     from .. import workloads
-    from .runner import train_one, warm_up
+    from ..experiment.single import train_one, warm_up
 
     hooks = hooks or _Hooks()
     with quiet_optuna():

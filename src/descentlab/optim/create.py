@@ -28,7 +28,7 @@ from torch import Tensor
 from . import fused, reference
 from .base import Transform
 from .chain import ChainOptimizer
-from .masks import Rule, selector
+from .params import DECAY_KEYS, Exclude, as_groups, split_decay  # noqa: F401  (DECAY_KEYS, Exclude: re-exported)
 from .transforms.regularize import AddL1, AddL2, DecayWeights
 from .transforms.scale import ScaleByLr
 
@@ -41,9 +41,6 @@ UNIVERSAL = {
     "maximize": False,
     "fused": None,
 }
-DECAY_KEYS = ("weight_decay", "l1", "l2", "decoupled_decay")
-
-Exclude = Rule | None
 
 
 def _regularized(transforms: Sequence[Transform]) -> list[Transform]:
@@ -54,42 +51,6 @@ def _regularized(transforms: Sequence[Transform]) -> list[Transform]:
         *transforms,
         DecayWeights(keys={"weight_decay": "decoupled_decay"}),
     ]
-
-
-def _as_groups(params: Iterable[Any]) -> list[dict[str, Any]]:
-    if isinstance(params, Tensor):
-        raise TypeError(
-            "params must be an iterable of tensors or of param-group dicts, got a single "
-            f"Tensor of shape {tuple(params.shape)}; pass [tensor] or model.parameters()"
-        )
-    if isinstance(params, dict):
-        raise TypeError("params must be an iterable of param groups; wrap the dict in a list")
-    items = list(params)
-    if not items:
-        raise ValueError("optimizer got an empty parameter list")
-    if isinstance(items[0], dict):
-        return [dict(g) for g in items]
-    return [{"params": items}]
-
-
-def split_decay(groups: list[dict[str, Any]], exclude: Exclude) -> list[dict[str, Any]]:
-    """Split each group into a decayed part and a part with every decay set to 0."""
-    if exclude is None:
-        return groups
-    rule = selector(exclude, "exclude_from_decay")
-    out = []
-    for group in groups:
-        params = group["params"]
-        params = [params] if isinstance(params, Tensor) else list(params)
-        keep, drop = [], []
-        for item in params:
-            name, p = item if isinstance(item, tuple) else (None, item)
-            (drop if rule(name, p) else keep).append(item)
-        if keep:
-            out.append({**group, "params": keep})
-        if drop:
-            out.append({**group, "params": drop, **{k: 0.0 for k in DECAY_KEYS}})
-    return out
 
 
 def create(name: Any, params: Iterable[Any], **hparams: Any) -> torch.optim.Optimizer:
@@ -119,7 +80,7 @@ def create(name: Any, params: Iterable[Any], **hparams: Any) -> torch.optim.Opti
             f"{sorted(allowed)} and exclude_from_decay"
         )
     values = {**allowed, **hparams}
-    groups = split_decay(_as_groups(params), exclude)
+    groups = split_decay(as_groups(params), exclude)
     if spec.split_groups is not None:
         groups = spec.split_groups(groups, values)
     return ChainOptimizer(

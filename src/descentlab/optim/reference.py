@@ -46,6 +46,7 @@ import torch
 from .. import imports
 from ..errors import UsageError
 from . import registry
+from .params import as_groups, split_decay
 
 ENTRY_POINT_GROUP = "descentlab.optimizers"
 EXPECTED = "a torch.optim.Optimizer subclass or a factory f(params, **hparams) that returns one"
@@ -118,7 +119,6 @@ class ForeignOptimizer:
 
     def create(self, params: Iterable[Any], **hparams: Any) -> torch.optim.Optimizer:
         """The optimizer on ``params`` (tensors, named tensors or param-group dicts)."""
-        from .create import _as_groups, split_decay
 
         exclude = hparams.pop("exclude_from_decay", None)
         extras = {k: hparams.pop(k) for k in EXTRAS if k in hparams}
@@ -131,7 +131,7 @@ class ForeignOptimizer:
             if unknown:
                 raise UsageError(f"optimizer {self.label} got unknown hyperparameter(s) {unknown}; it accepts: "
                                  f"{self._accepted_text()} (and descentlab's {', '.join(EXTRAS)}, exclude_from_decay)")
-        groups = split_decay(_as_groups(params), exclude)
+        groups = split_decay(as_groups(params), exclude)
         groups = [{**g, "params": [p[1] if isinstance(p, tuple) else p for p in _listed(g["params"])]} for g in groups]
         if any(extras.values()):
             for g in groups:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .trainer import Trainer
+#: the :class:`~descentlab.train.trainer.Trainer` as the hooks receive it. Not imported:
+#: the trainer runs its callbacks, so the dependency goes from the trainer to this module
+#: (docs/architecture.md), and a hook reads the trainer's public attributes by name.
+Trainer = Any
 
 
 class Callback:

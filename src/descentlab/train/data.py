@@ -35,6 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..workloads.data import is_map_dataset  # noqa: F401  (what a Dataset is: the workloads' notion)
+
 BatchSize = int | str
 
 
@@ -93,17 +95,6 @@ def shard(indices: Tensor | list[int], rank: int, world: int) -> tuple[Any, floa
     if len(mine) == 0:
         return indices[:1], 0.0
     return mine, len(mine) / n
-
-
-def is_map_dataset(data: Any) -> bool:
-    """A map-style dataset: a torch ``Dataset`` (not iterable-style, not a
-    TensorDataset's tensors), or any object with ``__getitem__`` and ``__len__``
-    that is not a plain container or a tensor (e.g. a Hugging Face ``datasets.Dataset``)."""
-    if isinstance(data, torch.utils.data.IterableDataset) or isinstance(data, (Tensor, tuple, list, dict, str)):
-        return False
-    if isinstance(data, torch.utils.data.DataLoader):
-        return False
-    return isinstance(data, torch.utils.data.Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))
 
 
 class _Indices(torch.utils.data.Sampler):

@@ -62,7 +62,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,47 +73,17 @@ from ..engine.workers import WorkerError, run_workers as _run_workers
 from ..errors import UsageError
 from ..train.callbacks import Callback
 from . import space as spaces
+from .settings import STATES, Settings, counts  # noqa: F401  (re-exported: tune's public names)
 
 PRUNERS = ("hyperband", "halving", "median", "none")
 DEFAULT_PRUNER = "none"  # measured on mnist1d-cnn at the recipe budget: docs/tune.md, "Which pruner"
 STUDY_FILE = ".tune-study.json"  # which study this folder holds
-STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 KIND = "tune"  # the study's user attribute "descentlab:kind": what `descentlab worker` joins
 KIND_ATTR, INPUTS_ATTR = "descentlab:kind", "descentlab:inputs"
 
 
 class TrialError(WorkerError):
     """A trial raised an error that is not the user's input (exit 1)."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything a worker needs (picklable: spawned workers get a copy)."""
-
-    workload: str
-    metric: str
-    direction: str
-    trials: int
-    storage: str
-    study_name: str
-    out: str
-    seed: int
-    steps: int | None
-    epochs: int | None
-    space: spaces.SearchSpace
-    pruner: str
-    max_resource: int | None
-    n_train: int
-    recipe_batch: Any
-    data_dir: str | None
-    threads: int | None
-    heartbeat: int
-
-    def record(self) -> dict[str, Any]:
-        """What a rerun must share with the study it continues."""
-        return json.loads(json.dumps({"workload": self.workload, "metric": self.metric, "direction": self.direction,
-                                      "steps": self.steps, "epochs": self.epochs, "seed": self.seed,
-                                      "space": self.space.to_dict()}))
 
 
 def make_pruner(name: str, max_resource: int | None):
@@ -154,13 +123,6 @@ class PruningCallback(Callback):
 
 
 # -- the worker loop --------------------------------------------------------------------
-
-
-def counts(trials: Any) -> dict[str, int]:
-    out = dict.fromkeys(STATES, 0)
-    for t in trials:
-        out[t.state.name] = out.get(t.state.name, 0) + 1
-    return out
 
 
 def _next_trial(study: Any, storage: Any, s: Settings) -> Any | None:

@@ -21,12 +21,11 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..engine.storage import mask
 from ..report.html import e, page_head
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .study import Settings
+from .settings import Settings, counts
 
 EXTRA_CSS = "tr.best td { font-weight: 600; background: #eef6ff; }\n"
 #: fewest completed trials for parameter importances
@@ -66,8 +65,6 @@ def importances(study: Any) -> tuple[dict[str, float] | None, str]:
 def results(study: Any, s: Settings) -> dict[str, Any]:
     """The content of tune.json."""
     from optuna.trial import TrialState
-
-    from .study import counts, mask
 
     trials = study.get_trials(deepcopy=False)
     n = counts(trials)

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..train.data import is_map_dataset
+from .data import is_map_dataset
 
 from .batches import Batches
 

@@ -8,6 +8,7 @@ data on every run and machine, and nothing outside the workload is disturbed.
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,3 +83,14 @@ def as_inputs(a: np.ndarray) -> Tensor:
 
 def as_labels(a: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))
+
+
+def is_map_dataset(data: Any) -> bool:
+    """A map-style dataset: a torch ``Dataset`` (not iterable-style, not a
+    TensorDataset's tensors), or any object with ``__getitem__`` and ``__len__``
+    that is not a plain container or a tensor (e.g. a Hugging Face ``datasets.Dataset``)."""
+    if isinstance(data, torch.utils.data.IterableDataset) or isinstance(data, (Tensor, tuple, list, dict, str)):
+        return False
+    if isinstance(data, torch.utils.data.DataLoader):
+        return False
+    return isinstance(data, torch.utils.data.Dataset) or (hasattr(data, "__getitem__") and hasattr(data, "__len__"))
