@@ -6,28 +6,10 @@ spaces and quasi-random trials), :mod:`.execute` (the runs on the engine's queue
 (times, intervals, speedups, tunability) and :mod:`.api` (``descentlab.benchmark(...)``).
 """
 
-import inspect
-import sys
-import types
-
+from ..entry import make_callable
 from .score import benchmark_score, counted, profile, ratios, speedup
 
 
-class _Package(types.ModuleType):
-    """``descentlab.benchmark(...)`` is :func:`.api.benchmark` (imported when called)."""
-
-    def __call__(self, *args, **kwargs):
-        from .api import benchmark
-
-        return benchmark(*args, **kwargs)
-
-    @property
-    def __signature__(self) -> inspect.Signature:
-        from .api import benchmark
-
-        return inspect.signature(benchmark)
-
-
-sys.modules[__name__].__class__ = _Package
+make_callable(__name__, "descentlab.benchmark.api:benchmark")
 
 __all__ = ["benchmark_score", "counted", "profile", "ratios", "speedup"]

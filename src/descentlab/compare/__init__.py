@@ -7,27 +7,13 @@ that function; import the package's parts as ``from descentlab.compare import
 run_comparison``.
 """
 
-import inspect
-import sys
-import types
-
+from ..entry import make_callable
 from .api import ComparisonResult, compare
 from .runner import run_comparison, time_to_target
 from .strategy import Strategy, coerce, from_file, from_names
 
 
-class _Package(types.ModuleType):
-    """``descentlab.compare(...)`` is :func:`.api.compare`."""
-
-    def __call__(self, *args, **kwargs):
-        return compare(*args, **kwargs)
-
-    @property
-    def __signature__(self) -> inspect.Signature:
-        return inspect.signature(compare)
-
-
-sys.modules[__name__].__class__ = _Package
+make_callable(__name__, "descentlab.compare.api:compare")
 
 __all__ = ["ComparisonResult", "Strategy", "coerce", "compare", "from_file", "from_names", "run_comparison",
            "time_to_target"]
