@@ -123,13 +123,17 @@ def _states(out: Path) -> list[str]:
 def _kill_with_a_trial_running(proc: subprocess.Popen, out: Path, timeout: float = 240) -> list[int]:
     """SIGKILL ``proc`` once one trial finished and another runs; returns the pids of its descendants."""
     deadline = time.time() + timeout
+    children: list[int] = []
     while time.time() < deadline and proc.poll() is None:
         states = _states(out) if (out / "study.sqlite").exists() else []
         if ("COMPLETE" in states or "PRUNED" in states) and "RUNNING" in states:
-            break
+            # the process tree first (slow under load), then the states again: the kill lands right
+            # after a trial was seen running (a trial seen before the scan could finish during it)
+            children = _descendants(proc.pid)
+            if "RUNNING" in _states(out):
+                break
         time.sleep(0.02)
     assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
-    children = _descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     return children
