@@ -27,8 +27,12 @@ TIMES = ("seconds", "steps")
 PLAN = "descentlab:plan"  # the study's user attribute holding the resolved plan (targets set, trials drawn)
 DEFAULT_TRIALS = 5
 CSV_COLUMNS = ("workload", "part", "strategy", "study", "trial", "seed", "run_seed", "hparams", "lr", "target",
-               "metric", "budget_steps", "status", "steps_to_target", "seconds_to_target", "steps", "train_seconds",
-               "wall_seconds", "best_metric", "final_metric")
+               "metric", "budget_steps", "status", "steps_to_target", "reference_seconds_to_target", "seconds_per_step",
+               "seconds_to_target", "steps", "train_seconds", "wall_seconds", "best_metric", "final_metric")
+#: --seeds auto: the seeds (self ruleset) or studies (external) of each round, until the leader separates
+#: (or the estimate says that even the cap would not)
+AUTO_ROUNDS = (3, 5, 7, 10)
+SEEDS_CAP = AUTO_ROUNDS[-1]
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,7 @@ def _suite(suite: Any, workloads: Any) -> Any:
 
 def _resolve_targets(suite: Any, data_dir: str | None, log: Callable[[str], None]) -> tuple[tuple[Any, ...], dict]:
     """The suite's entries with every auto target and budget set (:mod:`.targets`), and the figures."""
-    from .. import workloads
-    from . import targets, variants
+    from . import targets
 
     figures: dict[str, Any] = {}
     entries = []
@@ -111,12 +114,12 @@ def _resolve_targets(suite: Any, data_dir: str | None, log: Callable[[str], None
             if part.target is not None and part.budget_steps is not None:
                 parts[part_name] = part
                 continue
-            wl = (variants.build(e.base.workload, part.changes, data_dir=data_dir) if part.changes
-                  else workloads.load(part.workload, seed=0, data_dir=data_dir))
+            wl = e.workload(part_name, data_dir)
             log(f"setting the target and budget of {e.name} ({part_name}) from tuned baselines (target: auto)")
             got = targets.procedure(wl, batch_size=e.batch_size, search_steps=part.budget_steps, log=log)
             figures[f"{e.name}/{part_name}"] = got
-            parts[part_name] = replace(part, target=got["target"], budget_steps=got["budget_steps"])
+            parts[part_name] = replace(part, target=got["target"], budget_steps=got["budget_steps"],
+                                       eval_every=got["eval_every"])
         entries.append(replace(e, base=parts["base"], variant=parts.get("variant")))
     return tuple(entries), figures
 
@@ -124,7 +127,6 @@ def _resolve_targets(suite: Any, data_dir: str | None, log: Callable[[str], None
 def _check(entries: Sequence[Any], strategies: Sequence[Any], data_dir: str | None) -> dict[str, dict[str, Any]]:
     """Every part loads, its target lies in its metric's range, every strategy builds on it;
     returns workload -> its description for benchmark.json."""
-    from .. import workloads
     from ..experiment.single import validate
     from . import variants
 
@@ -133,8 +135,7 @@ def _check(entries: Sequence[Any], strategies: Sequence[Any], data_dir: str | No
         info: dict[str, Any] = {}
         for part_name, part in e.parts():
             try:
-                wl = (variants.build(e.base.workload, part.changes, data_dir=data_dir) if part.changes
-                      else workloads.load(part.workload, seed=0, data_dir=data_dir))
+                wl = e.workload(part_name, data_dir)
                 wl.check_target(part.target)
             except ValueError as exc:
                 raise UsageError(f"suite workload {e.name!r} ({part_name}): {exc}") from None
@@ -181,7 +182,7 @@ def benchmark(
     ruleset: str = "self",
     trials: int | None = None,
     studies: int = 1,
-    seeds: int = 3,
+    seeds: int | str = "auto",
     time: str = "seconds",
     jobs: int | None = None,
     storage: str | None = None,
@@ -197,7 +198,9 @@ def benchmark(
     ``suite`` (``"small"`` by default, ``"full"``, or a suite file) or of ``workloads``, under
     ``ruleset`` ``"self"`` (defaults only, 3× the budget) or ``"external"`` (``trials``
     quasi-random points of each strategy's search space per workload and study), ``studies``
-    times with ``seeds`` seeds each; score on ``time`` (``"seconds"`` or ``"steps"``).
+    times with ``seeds`` seeds each (``"auto"``, the default: 3, then more seeds — studies under the
+    external ruleset — until the leader's interval separates from the next strategy's, at most
+    :data:`SEEDS_CAP`); score on ``time`` (``"seconds"``: reference time, or ``"steps"``).
     ``jobs``: runs at once (default one per core); ``storage``/``name``: the database and the
     benchmark's name in it (``descentlab worker`` joins it). Bad input raises UsageError
     before anything runs."""
@@ -216,7 +219,16 @@ def benchmark(
         trials = DEFAULT_TRIALS if ruleset == "external" else 1
     _count("trials", trials)
     _count("studies", studies)
-    _count("seeds", seeds)
+    auto = seeds == "auto"
+    if not auto:
+        _count("seeds", seeds)
+        if seeds > SEEDS_CAP:
+            raise UsageError(f"invalid seeds={seeds}: expected at most {SEEDS_CAP} (or auto)")
+    elif ruleset == "external" and studies != 1:
+        raise UsageError(f"invalid studies={studies} with seeds=auto: under the external ruleset --seeds auto "
+                         "chooses the studies itself (one seed each); give --seeds N to set them")
+    if auto:  # round 1
+        seeds, studies = (AUTO_ROUNDS[0], 1) if ruleset == "self" else (1, AUTO_ROUNDS[0])
     if jobs is not None:
         _count("jobs", jobs)
     if ruleset == "self" and trials != 1:
@@ -244,7 +256,8 @@ def benchmark(
     url = storage or f"sqlite:///{out / 'runs.sqlite'}"
     heartbeat = heartbeat_interval()
     request = {"suite": the_suite.to_dict(), "strategies": [s.to_dict() for s in strats], "spaces": spaces,
-               "ruleset": ruleset, "trials": trials, "studies": studies, "seeds": seeds}
+               "ruleset": ruleset, "trials": trials, "studies": "auto" if auto and ruleset == "external" else studies,
+               "seeds": "auto" if auto else seeds}
     start = _now()
     with quiet_optuna():
         # the benchmark of that name, if it exists: the same request continues it (its targets and
@@ -255,12 +268,18 @@ def benchmark(
         if saved is None:  # auto targets set, every part checked, the trials drawn: before anything is written
             entries, figures = _resolve_targets(the_suite, data_dir, log)
             workloads_info = _check(entries, strats, data_dir)
+            from .calibrate import calibrate
+
+            measured = calibrate(entries, strats, ruleset=ruleset, baseline=baseline, data_dir=data_dir,
+                                 device=device, log=log)
             points = ({s.label: [space.trials(spaces[s.label], trials, st) for st in range(studies)]
                        for s in strats} if ruleset == "external" else {})
             plan = ex.Plan(entries=entries, strategies=tuple(strats), spaces=spaces, points=points,
                            ruleset=ruleset, trials=trials, studies=studies, seeds=seeds, storage=url, name=name,
-                           heartbeat=heartbeat, data_dir=data_dir, device=device, checkpoints=str(out))
-            extra = {"figures": figures, "workloads": workloads_info}
+                           heartbeat=heartbeat, costs=measured["costs"], centres=measured["centres"],
+                           data_dir=data_dir, device=device, checkpoints=str(out))
+            extra = {"figures": figures, "workloads": workloads_info, "calibration": measured["figures"],
+                     "auto": auto, "rounds": []}
         else:
             plan = ex.Plan.from_settings(saved["plan"], storage=url, name=name, heartbeat=heartbeat,
                                          data_dir=data_dir, device=device, checkpoints=str(out))
@@ -275,16 +294,24 @@ def benchmark(
 
             RunStore(url)
             db = open_storage(url, heartbeat)
-            study, _ = ex.queue.open_queue(db, url, name, kind=ex.KIND, settings=request, runs=ex.run_keys(plan),
-                                           direction="minimize", attrs={PLAN: {"plan": plan.settings(), "extra": extra}})
-            n = ex.queue.counts(study)
-            total = len(ex.run_keys(plan))
-            log(f"benchmark {name}: {len(strats)} strategies × {len(plan.entries)} workloads (+ held-out variants), "
-                f"ruleset {ruleset}" + (f" ({trials} trials × {studies} studies)" if ruleset == "external" else
-                                        f" ({SELF_NOTE})") + f", {seeds} seed(s): {total} runs, {jobs} at once"
-                + (f"; {n['COMPLETE']} already done" if n["COMPLETE"] else ""))
-            ex.execute(plan, jobs, log=log)
-            rows, runs = ex.collect(plan)
+            while True:
+                study, _ = ex.queue.open_queue(db, url, name, kind=ex.KIND, settings=request, runs=ex.run_keys(plan),
+                                               direction="minimize",
+                                               attrs={PLAN: {"plan": plan.settings(), "extra": extra}})
+                study.set_user_attr(PLAN, {"plan": plan.settings(), "extra": extra})
+                n = ex.queue.counts(study)
+                total = len(ex.run_keys(plan))
+                log(f"benchmark {name}: {len(strats)} strategies × {len(plan.entries)} workloads (+ held-out "
+                    f"variants), ruleset {ruleset}" + (f" ({trials} trials × {plan.studies} studies)"
+                                                       if ruleset == "external" else f" ({SELF_NOTE})")
+                    + f", {plan.seeds} seed(s){' (auto)' if auto else ''}: {total} runs, {jobs} at once"
+                    + (f"; {n['COMPLETE']} already done" if n["COMPLETE"] else ""))
+                ex.execute(plan, jobs, log=log)
+                rows, runs = ex.collect(plan)
+                grown = _next_round(plan, rows, extra, time=time, baseline=baseline, log=log) if auto else None
+                if grown is None:
+                    break
+                plan = grown
             write_csv(out / "times.csv", rows)
             data = _document(plan, rows, runs, extra, time=time, baseline=baseline, suite=the_suite,
                              storage=url, wall=_now() - start)
@@ -302,6 +329,49 @@ def benchmark(
 
 
 SELF_NOTE = f"defaults, {3}× the budget"
+
+
+def _replicates(plan: Any) -> int:
+    return plan.seeds if plan.ruleset == "self" else plan.studies
+
+
+def _next_round(plan: Any, rows: list[dict[str, Any]], extra: dict[str, Any], *, time: str, baseline: str,
+                log: Callable[[str], None]) -> Any:
+    """``--seeds auto``: the plan of the next round (more seeds, or studies under the external ruleset),
+    or None when the leader's interval separates from the next strategy's, when the cap is reached,
+    or when even the cap would not separate them at the observed difference (:func:`results.separation`);
+    the next round is the first of :data:`AUTO_ROUNDS` at or past the estimate."""
+    import dataclasses
+
+    from . import results, space
+
+    labels = [s.label for s in plan.strategies]
+    summary = results.summarize(rows, strategies=labels, workloads=[e.name for e in plan.entries],
+                                ruleset=plan.ruleset, time=time, baseline=baseline, trials=plan.trials)
+    sep = results.separation(summary["scores"], summary["score_ci"], _replicates(plan))
+    n = _replicates(plan)
+    extra["rounds"].append({"replicates": n, "leader": sep["leader"], "next": sep["next"],
+                            "separated": sep["separated"]})
+    later = [r for r in AUTO_ROUNDS if r > n]
+    what = "seeds" if plan.ruleset == "self" else "studies"
+    if sep["separated"] or not later:
+        return None
+    if sep["needed"] is None or sep["needed"] > SEEDS_CAP:  # the cap would not separate them: stop here
+        extra["rounds"][-1]["stopped"] = (f"{sep['leader']} and {sep['next']} score alike" if sep["needed"] is None
+                                          else f"about {sep['needed']} {what} would separate them, over the cap")
+        log(f"--seeds auto: {sep['leader']}'s interval overlaps {sep['next']}'s after {n} {what}, and "
+            f"{extra['rounds'][-1]['stopped'].split(', over')[0]}: more {what}, up to {SEEDS_CAP}, would not "
+            "separate them at the observed difference")
+        return None
+    later = [r for r in later if r >= sep["needed"]] or later[-1:]
+    log(f"--seeds auto: {sep['leader']}'s interval overlaps {sep['next']}'s after {n} {what}; about "
+        f"{sep['needed']} would separate them: {later[0]} {what}")
+    if plan.ruleset == "self":
+        return dataclasses.replace(plan, seeds=later[0])
+    spaces = {s.label: plan.spaces[s.label] for s in plan.strategies}
+    points = {label: list(p) + [space.trials(spaces[label], plan.trials, st) for st in range(len(p), later[0])]
+              for label, p in plan.points.items()}
+    return dataclasses.replace(plan, studies=later[0], points=points)
 
 
 def _now() -> float:
@@ -372,7 +442,11 @@ def _document(plan: Any, rows: list[dict[str, Any]], runs: list[dict[str, Any]],
     labels = [s.label for s in plan.strategies]
     names = [e.name for e in plan.entries]
     summary = results.summarize(rows, strategies=labels, workloads=names, ruleset=plan.ruleset, time=time,
-                                baseline=baseline, trials=plan.trials)
+                                baseline=baseline, trials=plan.trials, replicates=_replicates(plan))
+    from . import space
+
+    spaces = ({s: {w: space.resolved(plan.spaces[s], plan.centres.get(s, {}).get(w)) for w in names}
+               for s in labels} if plan.ruleset == "external" else {})
     workloads_info = {w: {**extra["workloads"][w]} for w in names}
     for w in names:
         workloads_info[w]["run_budget_steps"] = plan.steps(workloads_info[w]["budget_steps"])
@@ -381,8 +455,13 @@ def _document(plan: Any, rows: list[dict[str, Any]], runs: list[dict[str, Any]],
         "suite": suite.name, "name": plan.name, "storage": mask(storage),
         "strategies": labels,
         "optimizers": {s.label: s.optimizer for s in plan.strategies},
-        "spaces": plan.spaces if plan.ruleset == "external" else {},
+        "spaces": spaces, "space_rule": plan.spaces if plan.ruleset == "external" else {},
+        "lr_centres": plan.centres,
+        "seconds_per_step": plan.costs,
         "trials": plan.trials, "studies": plan.studies, "seeds": plan.seeds,
+        "seeds_auto": {"auto": bool(extra.get("auto")), "rounds": extra.get("rounds", []),
+                       "cap": SEEDS_CAP, "what": "seeds" if plan.ruleset == "self" else "studies"},
+        "calibration": extra.get("calibration", {}),
         "self_budget": ex.SELF_BUDGET, "evaluations_per_budget": ex.EVALS,
         "workloads": workloads_info,
         **summary,

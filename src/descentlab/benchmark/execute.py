@@ -40,6 +40,8 @@ RULESETS = ("self", "external")
 SELF_BUDGET = 3
 #: evaluations per external budget: time to target is read at these steps
 EVALS = 20
+#: run seed = study × SEED_STRIDE + seed (seeds per study stay below it: --seeds caps at 10)
+SEED_STRIDE = 1000
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Plan:
     storage: str
     name: str
     heartbeat: int
+    costs: dict[str, dict[str, dict[str, float]]] = dataclasses.field(default_factory=dict)  # label -> entry -> part -> s/step
+    centres: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)  # label -> entry -> lr centre
     data_dir: str | None = None
     device: str = "auto"
     checkpoints: str = "."
@@ -64,7 +68,7 @@ class Plan:
     def settings(self) -> dict[str, Any]:
         return {"entries": [e.to_dict() for e in self.entries], "strategies": [s.to_dict() for s in self.strategies],
                 "spaces": self.spaces, "points": self.points, "ruleset": self.ruleset, "trials": self.trials,
-                "studies": self.studies, "seeds": self.seeds}
+                "studies": self.studies, "seeds": self.seeds, "costs": self.costs, "centres": self.centres}
 
     @classmethod
     def from_settings(cls, saved: dict[str, Any], **machine: Any) -> Plan:
@@ -76,8 +80,10 @@ class Plan:
         """A run's step budget: the part's budget, × :data:`SELF_BUDGET` under the self ruleset."""
         return budget * (SELF_BUDGET if self.ruleset == "self" else 1)
 
-    def eval_every(self, budget: int) -> int:
-        return max(1, budget // EVALS)
+    def eval_every(self, part: Any) -> int:
+        """Steps between a run's evaluations: the part's (the cadence its target was set at), else
+        the budget / :data:`EVALS`."""
+        return part.eval_every or max(1, part.budget_steps // EVALS)
 
     def entry(self, name: str) -> Entry:
         return next(e for e in self.entries if e.name == name)
@@ -107,7 +113,7 @@ def _folder(key: dict[str, Any]) -> str:
 
 
 def run_seed(plan: Plan, key: dict[str, Any]) -> int:
-    return key["study"] * plan.seeds + key["seed"]
+    return key["study"] * SEED_STRIDE + key["seed"]
 
 
 class StopAtTarget(Callback):
@@ -135,17 +141,8 @@ class Workloads:
         self.plan, self.cache = plan, {}
 
     def get(self, entry: str, part: str) -> Any:
-        from .. import workloads
-        from . import variants
-
         if (entry, part) not in self.cache:
-            e = self.plan.entry(entry)
-            p = e.base if part == "base" else e.variant
-            if p.changes:
-                wl = variants.build(e.base.workload, p.changes, data_dir=self.plan.data_dir)
-            else:
-                wl = workloads.load(p.workload, seed=0, data_dir=self.plan.data_dir)
-            self.cache[(entry, part)] = wl
+            self.cache[(entry, part)] = self.plan.entry(entry).workload(part, self.plan.data_dir)
         return self.cache[(entry, part)]
 
 
@@ -158,8 +155,8 @@ def strategy_for(plan: Plan, wl: Any, key: dict[str, Any]) -> tuple[Strategy, fl
     point = key.get("point") or {}
     if not point:
         return strategy, None
-    default_lr = lr_and_source(strategy, wl)[0]
-    lr, extra = hparams(point, default_lr)
+    centre = plan.centres.get(strategy.label, {}).get(key["entry"])
+    lr, extra = hparams(point, centre if centre is not None else lr_and_source(strategy, wl)[0])
     if extra:
         strategy = dataclasses.replace(strategy, hparams={**strategy.hparams, **extra})
     return strategy, lr
@@ -206,7 +203,7 @@ def work(plan: Plan, send: Callable[[str, str], None]) -> None:
                     send("start", json.dumps({**key, "resumed": resumed}))
                     summary, rows = train_one(
                         wl, strategy, run_seed(plan, key), steps=steps, batch_size=batch,
-                        eval_every=plan.eval_every(part.budget_steps), target=part.target, lr=lr, device=plan.device,
+                        eval_every=plan.eval_every(part), target=part.target, lr=lr, device=plan.device,
                         callbacks=[StopAtTarget(f"val_{wl.metric}", part.target, wl.reached)],
                         checkpoint_dir=str(folder / "checkpoints"))
                     row = _row(plan, key, part, wl, summary, steps)
@@ -236,11 +233,15 @@ def _row(plan: Plan, key: dict[str, Any], part: Any, wl: Any, summary: dict[str,
     """One row of times.csv."""
     from .space import label
 
+    cost = plan.costs.get(key["strategy"], {}).get(key["entry"], {}).get(key["part"])
+    hit = summary["steps_to_target"]
     return {"workload": key["entry"], "part": key["part"], "strategy": key["strategy"], "study": key["study"],
             "trial": key["trial"], "seed": key["seed"], "run_seed": run_seed(plan, key),
             "hparams": label(key.get("point") or {}) or "defaults", "lr": summary["lr"], "target": part.target,
             "metric": wl.metric, "budget_steps": steps, "status": summary["status"],
-            "steps_to_target": summary["steps_to_target"], "seconds_to_target": summary["seconds_to_target"],
+            "steps_to_target": hit, "seconds_to_target": summary["seconds_to_target"],
+            "reference_seconds_to_target": hit * cost if hit is not None and cost is not None else None,
+            "seconds_per_step": cost,
             "steps": summary["steps"], "train_seconds": summary["train_seconds"],
             "wall_seconds": summary["wall_seconds"], "best_metric": summary["best_metric"],
             "final_metric": summary["final_metric"]}

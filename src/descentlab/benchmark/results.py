@@ -3,7 +3,10 @@
 Rules (AlgoPerf's, Dahl et al. 2023 §4, where they exist; stated in the report):
 
 * a run's time is its training time (or steps) to the first evaluation at the validation
-  target, evaluation excluded; a miss within the budget is ∞;
+  target, evaluation excluded; a miss within the budget is ∞. The training time that scores is
+  reference time: steps to target × the strategy's calibrated cost per step on that part
+  (:mod:`descentlab.benchmark.calibrate`), so the neighbours' load does not move it; the raw
+  seconds are reported beside it (``times_raw``);
 * a trial's time is the median over its seeds; a study's time is its fastest trial's; a
   part's (base workload or held-out variant) time is the median over the studies;
 * a base workload's time counts only if the strategy also reaches the variant's target
@@ -24,6 +27,12 @@ Beyond AlgoPerf:
   resample: the interval is the point;
 * the verdict: the leader is the highest score; a strategy whose interval overlaps the
   leader's is tied with it;
+* enough seeds (``--seeds auto``): :func:`separation` says whether the leader's interval is
+  clear of the next strategy's and, when not, roughly how many seeds (or studies) would make it
+  so at the observed difference — the intervals narrow as 1/√n, so n' ≈ n × ((h₁ + h₂) / d)²,
+  h₁ the leader's lower half-width, h₂ the next one's upper half-width, d their difference in
+  score (a rough guide: the bootstrap's widths are not exactly Gaussian);
+* hits: per strategy, workload and part, the runs that reached the target of all its runs;
 * tunability (external ruleset): the expected best time after k = 1..K trials drawn from a
   study's K (Dodge et al. 2019, "Show your work", expected validation performance), a miss
   counted as the budget, divided by the fastest strategy's time on that workload, and
@@ -43,12 +52,16 @@ from .score import TAU_MAX, benchmark_score, counted, ratios, speedup
 
 BOOTSTRAP = 1000
 LEVEL = 0.95
-MEASURES = ("seconds", "steps")
+MEASURES = ("seconds", "steps", "raw")
+#: each measure's column of times.csv: seconds are reference seconds, raw the measured ones
+COLUMNS = {"seconds": "reference_seconds_to_target", "steps": "steps_to_target", "raw": "seconds_to_target"}
 INF = math.inf
 
 
 def _value(row: Mapping[str, Any], measure: str) -> float:
-    value = row.get(f"{measure}_to_target")
+    value = row.get(COLUMNS[measure])
+    if value is None and measure == "seconds" and "reference_seconds_to_target" not in row:
+        value = row.get("seconds_to_target")  # a benchmark recorded before reference time
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else INF
 
 
@@ -115,14 +128,17 @@ def scores(t: Mapping[str, Mapping[str, float | None]], tau_max: float = TAU_MAX
 
 def budgets(rows: Sequence[Mapping[str, Any]], measure: str) -> dict[str, float]:
     """Each workload's budget in ``measure``: its step budget, or for seconds the step budget ×
-    the median seconds per step of every run on it (this machine's)."""
+    the median calibrated seconds per step of the strategies on it (raw: the median measured
+    seconds per step of every run on it)."""
     steps: dict[str, int] = {}
     per_step: dict[str, list[float]] = defaultdict(list)
     for row in rows:
         if row["part"] != "base":
             continue
         steps[row["workload"]] = int(row["budget_steps"])
-        if row.get("steps") and row.get("train_seconds"):
+        if measure == "seconds" and row.get("seconds_per_step"):
+            per_step[row["workload"]].append(row["seconds_per_step"])
+        elif row.get("steps") and row.get("train_seconds"):
             per_step[row["workload"]].append(row["train_seconds"] / row["steps"])
     if measure == "steps":
         return {w: float(b) for w, b in steps.items()}
@@ -152,8 +168,36 @@ def bootstrap(c: Cells, strategies: Sequence[str], workloads: Sequence[str], bud
     return ({s: interval(v) for s, v in got_scores.items()}, {s: interval(v) for s, v in got_speedups.items()})
 
 
-def verdict(score: Mapping[str, float], ci: Mapping[str, Sequence[float]], resampled: bool = True) -> dict[str, Any]:
-    """The leader (highest score) and the strategies tied with it (intervals overlap)."""
+def separation(score: Mapping[str, float], ci: Mapping[str, Sequence[float]], n: int) -> dict[str, Any]:
+    """Whether the leader's interval is clear of the next strategy's, and when not, about how many
+    replicates (seeds, or studies) would make it so at the observed difference (None: no
+    difference observed, so no number of seeds separates them; see the module's docstring)."""
+    order = sorted(score, key=lambda s: -score[s])
+    leader = order[0]
+    if len(order) < 2:
+        return {"leader": leader, "next": None, "separated": True, "needed": None, "replicates": n}
+    nxt = order[1]
+    separated = ci[leader][0] > ci[nxt][1]
+    d = score[leader] - score[nxt]
+    h = (score[leader] - ci[leader][0]) + (ci[nxt][1] - score[nxt])
+    needed = None if separated or d <= 0 else max(n + 1, math.ceil(n * (h / d) ** 2))
+    return {"leader": leader, "next": nxt, "separated": separated, "needed": needed, "replicates": n}
+
+
+def hits(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, dict[str, list[int]]]]:
+    """strategy -> workload -> part -> [runs that reached the target, runs]."""
+    out: dict[str, dict[str, dict[str, list[int]]]] = {}
+    for row in rows:
+        cell = out.setdefault(row["strategy"], {}).setdefault(row["workload"], {}).setdefault(row["part"], [0, 0])
+        cell[0] += row.get("steps_to_target") is not None
+        cell[1] += 1
+    return out
+
+
+def verdict(score: Mapping[str, float], ci: Mapping[str, Sequence[float]], resampled: bool = True,
+            n: int | None = None, what: str = "seeds") -> dict[str, Any]:
+    """The leader (highest score) and the strategies tied with it (intervals overlap); with ``n``
+    (the seeds or studies run), how many would separate the leader from the next when tied."""
     order = sorted(score, key=lambda s: -score[s])
     leader = order[0]
     lo = ci[leader][0]
@@ -168,7 +212,18 @@ def verdict(score: Mapping[str, float], ci: Mapping[str, Sequence[float]], resam
                 "their intervals overlap its interval")
     else:
         text = f"{leader} leads (score {score[leader]:.3f}); its interval overlaps no other strategy's"
-    return {"leader": leader, "tied": tied, "text": text, "order": order}
+    out = {"leader": leader, "tied": tied, "text": text, "order": order}
+    if len(order) > 1:
+        last = order[-1]
+        out["separates_last"] = ci[leader][0] > ci[last][1]
+    if n is not None and len(order) > 1:
+        sep = separation(score, ci, n)
+        out["needed"] = sep["needed"]
+        if tied and score[leader] > 0 and resampled:
+            out["text"] += (f" ({n} {what} run; " + (f"about {sep['needed']} would separate {leader} from {sep['next']} "
+                                                     f"at the observed difference)" if sep["needed"]
+                                                     else f"{leader} and {sep['next']} score alike: more {what} would not separate them)"))
+    return out
 
 
 def expected_min(values: Sequence[float], k: int) -> float:
@@ -217,32 +272,33 @@ def _null(t: Mapping[str, Mapping[str, float | None]]) -> dict[str, dict[str, fl
 
 def summarize(rows: Sequence[Mapping[str, Any]], *, strategies: Sequence[str], workloads: Sequence[str],
               ruleset: str, time: str, baseline: str, trials: int, draws: int = BOOTSTRAP,
-              tau_max: float = TAU_MAX) -> dict[str, Any]:
+              tau_max: float = TAU_MAX, replicates: int | None = None) -> dict[str, Any]:
     """Everything benchmark.json holds about the results (the rest is the settings)."""
     by = {m: cells(rows, m) for m in MEASURES}
     budget = {m: budgets(rows, m) for m in MEASURES}
     t = {m: times(by[m], strategies, workloads) for m in MEASURES}
     sc = {m: scores(t[m], tau_max) for m in MEASURES}
     ci, sp_ci = {}, {}
-    for m in MEASURES:
+    for m in ("seconds", "steps"):
         ci[m], sp_ci[m] = bootstrap(by[m], strategies, workloads, budget[m], baseline, draws=draws, tau_max=tau_max)
     sp = {m: speedup(t[m], baseline, budget[m]) for m in MEASURES}
-    for m in MEASURES:  # the interval holds its point (see the module's docstring)
+    for m in ("seconds", "steps"):  # the interval holds its point (see the module's docstring)
         ci[m] = {s: [min(lo, sc[m][s]), max(hi, sc[m][s])] for s, (lo, hi) in ci[m].items()}
         sp_ci[m] = {s: [min(lo, sp[m][s]), max(hi, sp[m][s])] for s, (lo, hi) in sp_ci[m].items()}
     out = {
-        "times": _null(t["seconds"]), "steps": _null(t["steps"]),
+        "times": _null(t["seconds"]), "steps": _null(t["steps"]), "times_raw": _null(t["raw"]),
         "times_base": part_times(by["seconds"], strategies, workloads, "base"),
         "steps_base": part_times(by["steps"], strategies, workloads, "base"),
         "steps_variant": part_times(by["steps"], strategies, workloads, "variant"),
-        "scores": sc[time], "scores_seconds": sc["seconds"], "scores_steps": sc["steps"],
+        "scores": sc[time], "scores_seconds": sc["seconds"], "scores_steps": sc["steps"], "scores_raw": sc["raw"],
         "score_ci": ci[time], "score_ci_seconds": ci["seconds"], "score_ci_steps": ci["steps"],
         "speedup": {"baseline": baseline, **sp[time]}, "speedup_ci": sp_ci[time],
         "speedup_steps": {"baseline": baseline, **sp["steps"]},
         "budgets": budget,
         "verdict": verdict(sc[time], ci[time], resampled=any(
             len(studies) > 1 or any(len(seeds) > 1 for trials in studies.values() for seeds in trials.values())
-            for studies in by[time].values())),
+            for studies in by[time].values()), n=replicates, what="seeds" if ruleset == "self" else "studies"),
+        "hits": hits(rows),
         "unreached": [w for w in workloads if all(t["steps"][s][w] is None for s in strategies)],
     }
     if ruleset == "external":

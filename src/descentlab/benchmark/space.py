@@ -14,11 +14,13 @@ The strategies file's ``space:`` field (one space for every workload of the suit
 ``lr`` may also be absolute, ``{low: 1e-4, high: 1e-1}``. The default space, for a strategy
 without one, is ``lr: {factor: 10}``.
 
-Decided: the lr is searched as a factor over each workload's default lr for the optimizer
-(:mod:`descentlab.workloads.recipes`) because that default, not an absolute lr, is what is
-comparable across workloads whose losses and scales differ; the factor range is the same for
-every workload, so the space stays workload-agnostic. A range ``{low, high}`` is log-uniform
-unless ``log: false``.
+Decided: the lr is searched as a factor over a centre that the benchmark calibrates itself for
+each strategy on each workload, by the same rule for every strategy (an lr range test:
+:mod:`descentlab.benchmark.calibrate`), because an lr is comparable across workloads only
+relative to the workload's scale, and a documented default exists for descentlab's own
+optimizers but not for a user's. The factor range is the same for every workload, so the
+space stays workload-agnostic; its resolved bounds per workload are :func:`resolved`. A range
+``{low, high}`` is log-uniform unless ``log: false``.
 
 Trials: study ``s`` draws K points from a scrambled Sobol sequence seeded with ``s``
 (``optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=s)``). Optuna's QMC
@@ -110,9 +112,22 @@ def trials(space: dict[str, Any], k: int, study: int) -> list[dict[str, Any]]:
     return out
 
 
+def resolved(space: dict[str, Any], centre: float | None) -> dict[str, Any]:
+    """The space on one workload: ``{param: {"low", "high", "log"}}`` (``lr: {factor: F}`` around
+    ``centre``), ``{"choices": [...]}`` for a list."""
+    out: dict[str, Any] = {}
+    for key, spec in space.items():
+        if "factor" in spec:
+            out[key] = {"low": float(f"{centre / spec['factor']:.4g}"), "high": float(f"{centre * spec['factor']:.4g}"),
+                        "log": True}
+        else:
+            out[key] = dict(spec)
+    return out
+
+
 def hparams(point: dict[str, Any], default_lr: float) -> tuple[float | None, dict[str, Any]]:
-    """``(lr, other hyperparameters)`` of a trial's point on a workload whose default lr for the
-    strategy is ``default_lr``."""
+    """``(lr, other hyperparameters)`` of a trial's point on a workload whose lr centre for the
+    strategy is ``default_lr`` (its calibrated centre: :mod:`.calibrate`)."""
     lr = point.get("lr")
     if isinstance(lr, dict):
         lr = default_lr * lr["factor"]

@@ -9,7 +9,11 @@ files in ``descentlab/benchmark/suites/``, written by ``benchmarks/benchmark_tar
         name: digits                     # its label in the report (default: the workload)
         target: 0.95                     # validation metric level (or auto)
         budget_steps: 600                # optimizer steps (or auto, with target auto)
+        eval_every: 20                   # optional: steps between evaluations, the cadence the target
+                                         # was set at (default: budget_steps / 20)
         batch_size: 32                   # optional; default: the workload's recipe
+        metric: loss                     # optional; the validation measure the targets are on
+                                         # (default: the workload's metric)
         variant:                         # the held-out variant (optional in a user's suite)
           activation: tanh               # and/or data_seed: 1, or workload: other.py:make
           target: 0.93
@@ -31,10 +35,13 @@ from typing import Any
 from ..errors import UsageError
 from . import variants
 
-BUILTIN = ("small", "full")
+BUILTIN = ("small", "full", "families")
 HERE = Path(__file__).parent / "suites"
-ENTRY_KEYS = ("workload", "name", "target", "budget_steps", "batch_size", "variant")
-VARIANT_KEYS = ("target", "budget_steps", *variants.CHANGES)
+ENTRY_KEYS = ("workload", "name", "target", "budget_steps", "eval_every", "batch_size", "metric", "variant")
+#: what ``metric:`` may name besides the workload's own metric: the validation loss, continuous where
+#: an accuracy on a few hundred examples moves in steps of one example
+METRICS = ("loss",)
+VARIANT_KEYS = ("target", "budget_steps", "eval_every", *variants.CHANGES)
 AUTO = "auto"
 
 
@@ -46,10 +53,11 @@ class Part:
     target: float | None  # None: auto, still to be set
     budget_steps: int | None  # None: auto
     changes: dict[str, Any] = field(default_factory=dict)  # the variant's changes; {} for a base workload
+    eval_every: int | None = None  # steps between evaluations (None: budget / 20)
 
     def to_dict(self) -> dict[str, Any]:
         return {"workload": self.workload, "target": self.target, "budget_steps": self.budget_steps,
-                "changes": dict(self.changes)}
+                "changes": dict(self.changes), "eval_every": self.eval_every}
 
 
 @dataclass(frozen=True)
@@ -58,18 +66,25 @@ class Entry:
     base: Part
     variant: Part | None
     batch_size: Any = None
+    metric: str | None = None  # None: the workload's metric
 
     def parts(self) -> list[tuple[str, Part]]:
         return [("base", self.base)] + ([("variant", self.variant)] if self.variant is not None else [])
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "base": self.base.to_dict(),
-                "variant": self.variant.to_dict() if self.variant else None, "batch_size": self.batch_size}
+                "variant": self.variant.to_dict() if self.variant else None, "batch_size": self.batch_size,
+                "metric": self.metric}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Entry:
         variant = Part(**d["variant"]) if d.get("variant") else None
-        return cls(name=d["name"], base=Part(**d["base"]), variant=variant, batch_size=d.get("batch_size"))
+        return cls(name=d["name"], base=Part(**d["base"]), variant=variant, batch_size=d.get("batch_size"),
+                   metric=d.get("metric"))
+
+    def workload(self, part: str, data_dir: str | None = None) -> Any:
+        """The Workload that ``part`` ("base" or "variant") trains, its metric the entry's."""
+        return build(self, part, data_dir)
 
 
 @dataclass(frozen=True)
@@ -105,8 +120,11 @@ def _part(workload: str, data: dict[str, Any], where: str, changes: dict[str, An
         if key not in data:
             raise UsageError(f"{where}: no {key} given (a number, or auto)")
     target = _target(data["target"], where)
+    every = data.get("eval_every")
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise UsageError(f"{where}: invalid eval_every {every!r}: expected an integer >= 1")
     return Part(workload=workload, target=target, budget_steps=_budget(data["budget_steps"], where, target is None),
-                changes=changes)
+                changes=changes, eval_every=every)
 
 
 def _reference(workload: Any, where: str, base: Path | None) -> str:
@@ -163,7 +181,11 @@ def entry(item: Any, index: int, base: Path | None = None, where: str | None = N
     batch = item.get("batch_size")
     if batch is not None and batch != "full" and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise UsageError(f"{where}: invalid batch_size {batch!r}: expected an integer >= 1 or full")
-    return Entry(name=name, base=part, variant=variant, batch_size=batch)
+    metric = item.get("metric")
+    if metric is not None and metric not in METRICS:
+        raise UsageError(f"{where}: invalid metric {metric!r}: expected {' or '.join(METRICS)} "
+                         "(or leave it out for the workload's own metric)")
+    return Entry(name=name, base=part, variant=variant, batch_size=batch, metric=metric)
 
 
 def from_data(data: Any, name: str, source: str = "", base: Path | None = None) -> Suite:
@@ -186,7 +208,7 @@ def from_data(data: Any, name: str, source: str = "", base: Path | None = None) 
 
 
 def load(spec: str) -> Suite:
-    """A built-in suite by name (``small``, ``full``) or a suite file."""
+    """A built-in suite by name (``small``, ``full``, ``families``) or a suite file."""
     from ..experiment.config import load_yaml_data
     from ..names import unknown_name
 
@@ -220,3 +242,20 @@ def from_workloads(text: str) -> Suite:
     for i, item in enumerate(items):
         entries.append(Entry.from_dict(item) if "base" in item else entry(item, i, where="--workloads"))
     return Suite(name="workloads", entries=tuple(entries), source=text)
+
+
+def build(e: Entry, part: str, data_dir: str | None = None) -> Any:
+    """The Workload of entry ``e``'s ``part``: the base workload (data seed 0) or its variant,
+    measured on the entry's metric (``metric: loss``: the validation loss, lower is better)."""
+    import dataclasses
+
+    from .. import workloads
+
+    p = e.base if part == "base" else e.variant
+    if p is None:
+        raise ValueError(f"suite workload {e.name!r} has no {part}")
+    wl = (variants.build(e.base.workload, p.changes, data_dir=data_dir) if p.changes
+          else workloads.load(p.workload, seed=0, data_dir=data_dir))
+    if e.metric is not None and e.metric != wl.metric:
+        wl = dataclasses.replace(wl, metric=e.metric, metric_fn=None, metric_mode=None, metric_range=None)
+    return wl

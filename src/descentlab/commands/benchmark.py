@@ -8,9 +8,19 @@ import sys
 HELP = "score strategies across a suite of workloads by time to target (AlgoPerf's benchmark score), with a report"
 
 
+def _seeds(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seeds {text!r}: expected an integer or auto") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--suite", help="small (default: 5 workloads, minutes), full (adds the longer ones and charlm), "
-                   "or a suite file FILE.yaml (see docs/benchmark.md)")
+                   "families (one small workload per AlgoPerf workload family), or a suite file FILE.yaml "
+                   "(see docs/benchmark.md)")
     p.add_argument("--workloads", help="comma-separated workloads instead of a suite: built-in names (their suite "
                    "targets) or file.py:FUNC (target and budget set by the procedure)")
     p.add_argument("--optimizers", help="comma-separated optimizers (default sgd,momentum,nesterov,adagrad,rmsprop,"
@@ -21,7 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(K quasi-random trials of each strategy's search space per workload and study)")
     p.add_argument("--trials", type=int, help="trials per workload and study, external ruleset (default 5)")
     p.add_argument("--studies", type=int, default=1, help="independent studies (default 1; AlgoPerf runs 5)")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per trial (default 3: the intervals resample them)")
+    p.add_argument("--seeds", type=_seeds, default="auto", help="seeds per trial, at most 10, or auto (default: 3, "
+                   "then 5, 7, 10 until the leader's interval separates from the next strategy's; under the "
+                   "external ruleset auto adds studies, one seed each)")
     p.add_argument("--time", default="seconds", help="seconds (default) or steps: the time the score is on "
                    "(both profiles are reported)")
     p.add_argument("--baseline", help="the strategy speedups are measured against (default adamw, else the first)")

@@ -132,14 +132,24 @@ def heatmap(d: dict[str, Any]) -> str:
     return f"<div class=scroll><table><thead><tr><th>r = t / t_best</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
 
 
+def _hits(d: dict[str, Any], s: str, w: str) -> str:
+    cell = d.get("hits", {}).get(s, {}).get(w)
+    if not cell:
+        return ""
+    parts = [f"{c[0]}/{c[1]}" for c in (cell.get("base"), cell.get("variant")) if c]
+    return f'<br><span class=small title="runs that reached the target / runs (base, held-out)">hits {" · ".join(parts)}</span>'
+
+
 def times_table(d: dict[str, Any]) -> str:
     names = list(d["workloads"])
     head = "".join(f"<th class=num>{e(w)}</th>" for w in names)
     body = []
+    raw = d.get("times_raw", {})
     for s in d["verdict"]["order"]:
         cells = []
         for w in names:
             t, st = d["times"][s].get(w), d["steps"][s].get(w)
+            measured = raw.get(s, {}).get(w)
             base, var = d["steps_base"][s].get(w), d.get("steps_variant", {}).get(s, {}).get(w)
             note = ""
             if t is None and base is not None:
@@ -147,9 +157,75 @@ def times_table(d: dict[str, Any]) -> str:
             elif d["workloads"][w].get("variant") and var is not None:
                 note = f'<br><span class=small>held-out {int(var)} steps</span>'
             cells.append(f"<td class=num>{_fmt_time(t, 'seconds')}<br><span class=small>"
-                         f"{_fmt_time(st, 'steps')} steps</span>{note}</td>")
+                         f"{_fmt_time(st, 'steps')} steps"
+                         + (f" · raw {measured:.3g} s" if measured is not None and t is not None else "")
+                         + f"</span>{note}{_hits(d, s, w)}</td>")
         body.append(f"<tr><td class=label>{e(s)}</td>{''.join(cells)}</tr>")
     return f"<div class=scroll><table><thead><tr><th>time to target</th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+def spaces_table(d: dict[str, Any]) -> str:
+    """The resolved search space of each strategy on each workload (external ruleset)."""
+    spaces = d.get("spaces") or {}
+    if not spaces:
+        return ""
+    names = list(d["workloads"])
+    head = "".join(f"<th>{e(w)}</th>" for w in names)
+    body = []
+    for s in d["verdict"]["order"]:
+        cells = []
+        for w in names:
+            items = []
+            for k, v in (spaces.get(s, {}).get(w) or {}).items():
+                if "choices" in v:
+                    items.append(f"{k} ∈ {v['choices']}")
+                else:
+                    items.append(f"{k} [{v['low']:.3g}, {v['high']:.3g}]{' log' if v.get('log') else ''}")
+            cells.append(f"<td class=small>{e('; '.join(items))}</td>")
+        body.append(f"<tr><td class=label>{e(s)}</td>{''.join(cells)}</tr>")
+    return (f"<div class=scroll><table><thead><tr><th>search space</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def costs_table(d: dict[str, Any]) -> str:
+    """The calibrated cost per step (ms) of each strategy on each workload (base part)."""
+    costs = d.get("seconds_per_step") or {}
+    if not costs:
+        return ""
+    names = list(d["workloads"])
+    head = "".join(f"<th class=num>{e(w)}</th>" for w in names)
+    body = []
+    for s in d["verdict"]["order"]:
+        cells = "".join(f"<td class=num>{costs.get(s, {}).get(w, {}).get('base', math.nan) * 1e3:.3g}</td>"
+                        for w in names)
+        body.append(f"<tr><td class=label>{e(s)}</td>{cells}</tr>")
+    return (f"<div class=scroll><table><thead><tr><th>ms per step (calibrated)</th>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>")
+
+
+def seeds_note(d: dict[str, Any]) -> str:
+    auto = d.get("seeds_auto") or {}
+    what = auto.get("what", "seeds")
+    n = d["seeds"] if what == "seeds" else d["studies"]
+    if not auto.get("auto"):
+        text = f"{n} {what}, as given."
+    else:
+        rounds = auto.get("rounds") or []
+        path = " → ".join(str(r["replicates"]) for r in rounds) or str(n)
+        last = rounds[-1] if rounds else None
+        if last and last["separated"]:
+            text = (f"--seeds auto ran {path} {what}: after {last['replicates']} the leader {last['leader']}'s interval "
+                    f"is clear of {last['next']}'s.")
+        elif last and last.get("stopped"):
+            text = (f"--seeds auto ran {path} {what} and stopped: the leader's interval overlaps the next "
+                    f"strategy's, and {last['stopped']} (the cap is {auto.get('cap')}).")
+        else:
+            text = (f"--seeds auto ran {path} {what} (the cap is {auto.get('cap')}); the leader's interval still "
+                    "overlaps the next strategy's.")
+    needed = d["verdict"].get("needed")
+    if needed:
+        text += f" At the observed difference, about {needed} {what} would separate the first two."
+    return f"<p class=small>{e(text)}</p>"
 
 
 def tunability_figure(d: dict[str, Any], colors: Mapping[str, str]) -> str:
@@ -222,8 +298,15 @@ def rules(d: dict[str, Any]) -> str:
         f"metric reaches the workload's target, evaluation time excluded; {d['evaluations_per_budget']} evaluations "
         "per budget. A run stops at its target.",
         "A target missed within the budget is ∞.",
+        "Time in seconds is reference time: steps to target × the strategy's cost per step on that workload, "
+        "calibrated before the runs in one process by interleaved rounds (each strategy's ratio to the baseline's "
+        "step, median over rounds, × the baseline's least disturbed step), so the machine's other load does not "
+        "move it; the measured seconds are shown beside it (raw).",
     ]
     if d["ruleset"] == "external":
+        items.append("One search-space rule for every strategy: lr {factor: F} is searched over [c/F, c×F] around "
+                     "a centre c the benchmark finds for each strategy on each workload by the same lr range test; "
+                     "the resolved spaces are in the table below.")
         items.append(f"External tuning: each strategy has one search space for every workload; {d['trials']} "
                      f"quasi-random trials (Optuna's QMC sampler, scrambled Sobol, seeded by the study) per workload "
                      f"and study, {d['studies']} studies. A trial's time is the median over its {d['seeds']} seed(s); "
@@ -238,7 +321,7 @@ def rules(d: dict[str, Any]) -> str:
         f"benchmark score is (1/(τmax − 1)) ∫₁^τmax ρ(τ) dτ with τmax = {d['tau_max']:g}, computed exactly on the "
         "step function (AlgoPerf approximates it on a grid).",
         f"Speedup: the geometric mean over workloads of t({d['speedup']['baseline']}) / t, a miss counted as the "
-        "workload's budget (in seconds: the step budget × the median seconds per step of its runs here).",
+        "workload's budget (in seconds: the step budget × the median calibrated seconds per step on it).",
         "Intervals (beyond AlgoPerf): 95% percentile bootstrap, drawing studies and, within each, seeds with "
         "replacement; two strategies whose intervals overlap are tied. "
         + ("With one study and one seed there is nothing to resample: each interval is its point."
@@ -261,7 +344,9 @@ def configuration(d: dict[str, Any]) -> str:
              f"<th class=num>its budget</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
     spaces = ""
     if d.get("spaces"):
-        spaces = "<h3>Search spaces</h3><pre>" + e(json.dumps(d["spaces"], indent=1)) + "</pre>"
+        spaces = "<h3>Search spaces (resolved per workload)</h3>" + spaces_table(d)
+    if d.get("seconds_per_step"):
+        spaces += "<h3>Cost per step (reference time)</h3>" + costs_table(d)
     setting = ""
     if d.get("target_setting"):
         setting = ("<h3>Targets set here (target: auto)</h3><pre>" + e(json.dumps(d["target_setting"], indent=1))
@@ -285,7 +370,7 @@ def build(d: dict[str, Any]) -> str:
         f"<p class=meta><b>{len(d['strategies'])}</b> strategies × <b>{len(d['workloads'])}</b> workloads, "
         f"time in <b>{e(d['time'])}</b>, τmax {d['tau_max']:g}; {d['studies']} study(ies), {d['trials']} trial(s), "
         f"{d['seeds']} seed(s).</p>",
-        f"<h2>Verdict</h2><ul class=verdict><li>{e(d['verdict']['text'])}</li>{warn}</ul>",
+        f"<h2>Verdict</h2><ul class=verdict><li>{e(d['verdict']['text'])}</li>{warn}</ul>", seeds_note(d),
         "<h2>Leaderboard</h2>", leaderboard(d, colors),
         "<p class=small>★ the leader; = tied with it (95% intervals overlap). Score: AlgoPerf's benchmark score in "
         "[0, 1], 1 = fastest on every workload.</p>",
@@ -295,6 +380,8 @@ def build(d: dict[str, Any]) -> str:
         "each score.</figcaption></figure>",
         f"<h2>Ratios to the fastest ({e(d['time'])})</h2>", heatmap(d),
         "<h2>Times to target</h2>", times_table(d),
+        "<p class=small>Reference seconds (steps × calibrated cost per step), steps, the measured seconds (raw), "
+        "and hits: the runs that reached the target of all runs, base · held-out.</p>",
     ]
     if d.get("tunability"):
         parts += ["<h2>Tunability</h2>",

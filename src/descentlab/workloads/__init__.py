@@ -31,6 +31,10 @@ charlm          torch's Python sources (or data_dir/input.txt),      bpc (min)
                 character-level transformer LM
 ==============  ==================================================  ==========
 
+and the ``families`` suite's, one small workload per AlgoPerf workload family
+(:mod:`.families`): digits-resnet, digits-vit, charlm-tiny, translate,
+molgraph, clicks, digits-unet, mnist1d-ctc.
+
 A user's own problem: ``workloads.load("path/to/file.py:FUNC")`` or
 ``"package.module:FUNC"``, where ``FUNC(seed=0)`` returns a :class:`Workload`
 (see :mod:`.user` and docs/your-own-problem.md); installed packages add names
@@ -39,6 +43,7 @@ through the entry-point group ``descentlab.workloads``.
 
 # Registration order is listing order: the simplest problems first.
 from . import synthetic, sklearn_data, mnist1d, mnist, charlm  # noqa: F401,I001  (register the workloads)
+from . import families  # noqa: F401,I001  (the families suite's: one per AlgoPerf workload family)
 from .base import DEFAULT_RECIPE, SPLITS, Split, Workload, num_examples
 from .batches import Batches
 from .cache import cache_dir
