@@ -2,7 +2,7 @@
 once beside a CPU-bound process, compared by Kendall's τ between the two rankings and the largest
 score difference, on reference seconds (what scores) and on the raw seconds measured beside them.
 
-    .venv/bin/python benchmarks/benchmark_load.py [--seeds 3] [--burners 1] [--out runs/benchmark-load]
+    .venv/bin/python benchmarks/benchmark_load.py [--seeds 3] [--burners 1] [--workloads a,b] [--out DIR]
 
 Each run is the default ``descentlab benchmark`` (the small suite, the 7 classic optimizers, the
 self ruleset) with ``--seeds`` fixed, so both train the same runs; the second starts ``--burners``
@@ -22,12 +22,13 @@ from pathlib import Path
 from scipy.stats import kendalltau
 
 
-def run(out: Path, seeds: int, burners: int) -> tuple[dict, float]:
+def run(out: Path, seeds: int, burners: int, workloads: str | None) -> tuple[dict, float]:
     spin = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(burners)]
     start = time.perf_counter()
     try:
         subprocess.run([sys.executable, "-m", "descentlab", "benchmark", "--seeds", str(seeds), "--out", str(out),
-                        "--overwrite"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        "--overwrite", *(["--workloads", workloads] if workloads else [])],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finally:
         for p in spin:
             p.kill()
@@ -46,10 +47,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--burners", type=int, default=1)
     ap.add_argument("--out", default="runs/benchmark-load")
+    ap.add_argument("--workloads", help="a subset of the small suite (default: all of it)")
     args = ap.parse_args()
     out = Path(args.out)
-    alone, t_alone = run(out / "alone", args.seeds, 0)
-    busy, t_busy = run(out / "busy", args.seeds, args.burners)
+    alone, t_alone = run(out / "alone", args.seeds, 0, args.workloads)
+    busy, t_busy = run(out / "busy", args.seeds, args.burners, args.workloads)
     same_steps = alone["steps"] == busy["steps"]
     print(f"wall: alone {t_alone:.0f} s, beside {args.burners} CPU-bound process(es) {t_busy:.0f} s "
           f"({t_busy / t_alone:.2f}x); steps to target identical in both: {same_steps}")

@@ -101,7 +101,6 @@ def main() -> None:
     # the longest first, so the pool ends together
     tasks.sort(key=lambda t: (t[0] != "charlm", t[0] != "mnist1d-cnn", t[0] != "mnist1d-mlp", t[0] != "digits-cnn",
                               t[0] != "charlm-tiny"))
-    start = time.perf_counter()
     if tasks:
         with mp.get_context("spawn").Pool(args.jobs) as pool:
             for name, part, figures in pool.imap_unordered(_one, tasks):
