@@ -3,7 +3,10 @@ import pytest
 from descentlab import workloads
 
 EXPECTED = ["linreg", "diabetes", "digits-mlp", "digits-cnn", "mnist1d-logreg", "mnist1d-mlp",
-            "mnist1d-cnn", "mnist-cnn", "charlm"]
+            "mnist1d-cnn", "mnist-cnn", "charlm",
+            # the families suite's (descentlab.workloads.families)
+            "digits-resnet", "digits-vit", "charlm-tiny", "translate", "molgraph", "clicks", "digits-unet",
+            "mnist1d-ctc"]
 
 
 def test_available_lists_every_builtin_workload():
