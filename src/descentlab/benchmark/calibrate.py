@@ -42,8 +42,8 @@ from typing import Any
 RANGE_STEPS = 100
 RANGE_START, RANGE_END = 1e-6, 10.0
 GRID = 10  # lr centres are rounded to 10^(k/GRID)
-ROUNDS = 7
-ROUND_SECONDS = 0.02  # each strategy's share of a round: enough steps for the clock
+ROUNDS = 9
+ROUND_SECONDS = 0.05  # each strategy's share of a round: enough steps for the clock
 WARMUP = 3
 
 
