@@ -35,4 +35,13 @@ def split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return train, val, test
 
 
+def image_splits(seed: int) -> list[tuple]:
+    """The classification splits ``[(x, y)] * 3`` (train, val, test): images as float32
+    (N, 1, 8, 8) standardised with the train split's statistics, int64 labels."""
+    images, labels = load()
+    train, val, test = split(len(labels), seed)
+    xs = data.standardize(images[train], images[val], images[test], per_feature=False)
+    return [(data.as_inputs(a.reshape(-1, 1, 8, 8)), data.as_labels(labels[i])) for a, i in zip(xs, (train, val, test))]
+
+
 SOURCE = "sklearn.datasets.load_digits (bundled; the UCI optical digits test set, 1797 8x8 images)"

@@ -95,14 +95,9 @@ class DigitsResNet(nn.Module):
 
 @register("digits-resnet", "scikit-learn digits (8x8), residual CNN with BatchNorm (AlgoPerf ResNet family); val loss")
 def digits_resnet(seed: int, data_dir=None) -> Workload:
-    from .. import data
     from . import _digits
 
-    images, labels = _digits.load()
-    train, val, test = _digits.split(len(labels), seed)
-    xs = data.standardize(images[train], images[val], images[test], per_feature=False)
-    splits = [(data.as_inputs(a.reshape(-1, 1, 8, 8)), data.as_labels(labels[i]))
-              for a, i in zip(xs, (train, val, test))]
+    splits = _digits.image_splits(seed)
     return Workload(
         name="digits-resnet", description="scikit-learn digits (8x8), residual CNN with BatchNorm, 16/32 channels",
         task="classification", train=splits[0], val=splits[1], test=splits[2],
@@ -111,7 +106,7 @@ def digits_resnet(seed: int, data_dir=None) -> Workload:
         info={
             "source": _digits.SOURCE,
             "preprocessing": "pixels standardised with the train set's scalar mean and std; shaped (N, 1, 8, 8)",
-            "sizes": {"train": len(train), "val": len(val), "test": len(test)},
+            "sizes": {name: len(y) for name, (_, y) in zip(("train", "val", "test"), splits)},
             "stands_for": "AlgoPerf ImageNet ResNet-50 / CIFAR-10 ResNet (Dahl et al. 2023)",
         },
     )

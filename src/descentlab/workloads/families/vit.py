@@ -119,25 +119,20 @@ class DigitsViT(nn.Module):
         return self.head(self.ln(x).mean(dim=1))
 
 
-@register("digits-vit", "scikit-learn digits (8x8), small vision transformer, 2x2 patches (AlgoPerf ViT family); val loss")
+@register("digits-vit", "scikit-learn digits (8x8), small vision transformer, 4x4 patches (AlgoPerf ViT family); val loss")
 def digits_vit(seed: int, data_dir=None) -> Workload:
-    from .. import data
     from . import _digits
 
-    images, labels = _digits.load()
-    train, val, test = _digits.split(len(labels), seed)
-    xs = data.standardize(images[train], images[val], images[test], per_feature=False)
-    splits = [(data.as_inputs(a.reshape(-1, 1, 8, 8)), data.as_labels(labels[i]))
-              for a, i in zip(xs, (train, val, test))]
+    splits = _digits.image_splits(seed)
     return Workload(
-        name="digits-vit", description=f"scikit-learn digits (8x8), ViT: 2x2 patches, {DEPTH} blocks of width {WIDTH}",
+        name="digits-vit", description=f"scikit-learn digits (8x8), ViT: 4x4 patches, {DEPTH} blocks of width {WIDTH}",
         task="classification", train=splits[0], val=splits[1], test=splits[2],
         make_model=lambda: DigitsViT(patch=PATCH, width=WIDTH, depth=DEPTH, heads=HEADS, mlp_ratio=MLP_RATIO), loss_fn=nn.CrossEntropyLoss(), metric="loss",
         recipe=dict(RECIPE), lr_defaults=LRS, num_classes=10, seed=seed,
         info={
             "source": _digits.SOURCE,
             "preprocessing": "pixels standardised with the train set's scalar mean and std; shaped (N, 1, 8, 8)",
-            "sizes": {"train": len(train), "val": len(val), "test": len(test)},
+            "sizes": {name: len(y) for name, (_, y) in zip(("train", "val", "test"), splits)},
             "stands_for": "AlgoPerf ImageNet ViT (Dahl et al. 2023)",
         },
     )
