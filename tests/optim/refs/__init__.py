@@ -6,7 +6,8 @@ import importlib
 
 from ._common import Reference
 
-FAMILIES = ["sgd", "adam", "adaptive", "factored", "muon", "lion", "trust", "prodigy", "schedulefree"]
+FAMILIES = ["sgd", "adam", "adaptive", "factored", "muon", "lion", "trust", "prodigy", "schedulefree",
+            "ademamix", "adopt", "mars", "normuon", "soap", "shampoo", "kron"]
 
 REFERENCES: dict[str, Reference] = {}
 for _family in FAMILIES:

@@ -2,3 +2,4 @@
 order of ``descentlab list optimizers``."""
 
 from . import sgd, adam, adaptive, factored, muon, lion, trust, prodigy, schedulefree  # noqa: F401
+from . import ademamix, adopt, mars, normuon, soap, shampoo, kron  # noqa: F401  (issue 33)

@@ -18,3 +18,9 @@ from .scale import *  # noqa: F401,F403
 from .schedulefree import *  # noqa: F401,F403
 from .sign import *  # noqa: F401,F403
 from .trust import *  # noqa: F401,F403
+from .ademamix import *  # noqa: F401,F403
+from .adopt import *  # noqa: F401,F403
+from .mars import *  # noqa: F401,F403
+from .soap import *  # noqa: F401,F403
+from .shampoo import *  # noqa: F401,F403
+from .kron import *  # noqa: F401,F403
