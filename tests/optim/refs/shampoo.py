@@ -1,0 +1,3 @@
+"""Reference for shampoo (issue 33): filled in with the optimizer."""
+
+REFERENCES: dict = {}
