@@ -6,6 +6,8 @@ Regularization every optimizer takes, whatever its own ``weight_decay`` means
 * ``l1``: L1 penalty coefficient, adds ``l1·sign(p)`` to the gradient;
 * ``l2``: coupled L2 coefficient, adds ``l2·p`` to the gradient;
 * ``decoupled_decay``: AdamW-style decay ``p ← p − lr·decoupled_decay·p``;
+* ``cautious``: mask the direction where it disagrees with the gradient
+  (Liang et al. 2024; ``transforms/cautious.py``), e.g. C-AdamW, C-Lion;
 * ``fused``: the one-pass fused step (``optim/fused``): ``None`` (default)
   uses it when the tensors allow and ``foreach`` is unset, ``True`` demands it
   (ValueError naming why where impossible), ``False`` forbids it;
@@ -30,6 +32,7 @@ from .base import Transform
 from .chain import ChainOptimizer
 from .params import DECAY_KEYS, Exclude, as_groups, split_decay  # noqa: F401  (DECAY_KEYS, Exclude: re-exported)
 from .transforms.regularize import AddL1, AddL2, DecayWeights
+from .transforms.cautious import with_cautious
 from .transforms.scale import ScaleByLr
 
 #: Options every named optimizer accepts besides its own hyperparameters.
@@ -40,6 +43,7 @@ UNIVERSAL = {
     "foreach": None,
     "maximize": False,
     "fused": None,
+    "cautious": False,
 }
 
 
@@ -85,7 +89,7 @@ def create(name: Any, params: Iterable[Any], **hparams: Any) -> torch.optim.Opti
         groups = spec.split_groups(groups, values)
     return ChainOptimizer(
         groups,
-        _regularized(spec.build()),
+        _regularized(with_cautious(spec.build())),
         values,
         name=spec.name,
         fused_step=spec.fused_step or fused.fused_step_for(spec.name),

@@ -108,6 +108,8 @@ class FusedKernel:
             they are elementwise, or take the collectives of ``optim/sharded.py``
             between their passes (prodigy, muon). False where one C++ op sums
             over whole tensors (lamb, lars, adafactor): the chain steps those.
+        cautious: the steps take ``cautious=True`` (the mask of
+            ``transforms/cautious.py``); otherwise such groups use the chain.
     """
 
     cpu: StepFn
@@ -116,6 +118,7 @@ class FusedKernel:
     check: Check | None = None
     l2_is_weight_decay: bool = False
     shards: bool = True
+    cautious: bool = False
 
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if self.cuda is not None else ("cpu",)
@@ -228,6 +231,8 @@ class FusedStep:
         """The step for this group's options on ``device``, or (None, why not)."""
         if group.get("foreach") is True:
             return None, "cannot be combined with foreach=True (pick one path)"
+        if group.get("cautious") and not self.kernel.cautious:
+            return None, "has no fused kernel that takes cautious=True; leave fused unset to use the chain"
         regularized = [k for k in REGULARIZATION if group.get(k, 0) != 0]
         if regularized == ["l2"] and self.kernel.l2_is_weight_decay and group.get("weight_decay", 0) == 0:
             regularized = []  # the plain kernels take l2 as their weight_decay

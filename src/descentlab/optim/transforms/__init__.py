@@ -20,6 +20,7 @@ from .sign import *  # noqa: F401,F403
 from .trust import *  # noqa: F401,F403
 from .ademamix import *  # noqa: F401,F403
 from .adopt import *  # noqa: F401,F403
+from .cautious import *  # noqa: F401,F403
 from .mars import *  # noqa: F401,F403
 from .soap import *  # noqa: F401,F403
 from .shampoo import *  # noqa: F401,F403
