@@ -81,6 +81,16 @@ def _muon_amsgrad_state(group: Mapping[str, Any], states: list[dict] | None) -> 
     return None
 
 
+def _mars_state(group: Mapping[str, Any], states: list[dict] | None) -> str | None:
+    if group.get("mars_type") == "lion" and group.get("use_mars", True):
+        # sign(m) turns the last-bit difference of the kernel's norm (summed in double)
+        # from torch's float vector_norm into steps of 2·lr wherever m is near 0.
+        return "has no fused kernel for mars_type='lion' (the sign of m amplifies a last-bit difference)"
+    if states is not None and group.get("ams_bound") and any("max_exp_avg_sq" not in s for s in states):
+        return "ams_bound was switched on after the state was created (there is no max_exp_avg_sq)"
+    return None
+
+
 def _train_mode(group: Mapping[str, Any], states: list[dict] | None) -> str | None:
     # A step in eval mode is an error; the chain raises it with the full explanation.
     return None if group.get("train_mode", True) else "the group is in eval mode"
@@ -160,6 +170,9 @@ KERNELS: dict[str, FusedKernel] = {
     "prodigy": _cpp(cpu_kernels.prodigy),
     "adafactor": _cpp(cpu_kernels.adafactor, shards=False),
     "muon": _cpp(cpu_kernels.muon, _muon_amsgrad_state),
+    "ademamix": _cpp(cpu_kernels.ademamix),
+    "adopt": _cpp(cpu_kernels.adopt),
+    "mars": _cpp(cpu_kernels.mars, _mars_state),
 }
 
 

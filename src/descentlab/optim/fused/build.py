@@ -36,7 +36,8 @@ import torch
 from . import publish
 
 SOURCES = [
-    Path(__file__).with_name("csrc") / name for name in ("one_pass.cpp", "multi_pass.cpp", "adafactor.cpp", "muon.cpp")
+    Path(__file__).with_name("csrc") / name
+    for name in ("one_pass.cpp", "multi_pass.cpp", "adafactor.cpp", "muon.cpp", "modern.cpp")
 ]
 NAMESPACE = "descentlab_fused"
 

@@ -21,7 +21,9 @@ from typing import Any
 import torch
 
 from .. import sharded
+from ..transforms.ademamix import ScaleByAdemamix
 from ..transforms.adaptive import ScaleByNadam, ScaleByRadam, ScaleByRms
+from ..transforms.adopt import ScaleByAdopt
 from ..transforms.factored import ScaleByRelativeStep, _rms_divisor
 from ..transforms.orthogonal import ScaleByAdjustedLr, newton_schulz_bf16_
 from ..transforms.prodigy import ProdigyStep, group_sums
@@ -35,6 +37,8 @@ _SCHEDULE_FREE = ScheduleFreeAdamWStep()
 _PRODIGY = ProdigyStep()
 _RELATIVE_STEP = ScaleByRelativeStep()
 _ADJUSTED_LR = ScaleByAdjustedLr()
+_ADEMAMIX = ScaleByAdemamix()
+_ADOPT = ScaleByAdopt()
 
 
 def _reg(group: dict[str, Any]) -> dict[str, float]:
@@ -273,3 +277,57 @@ def muon(params, grads, states, group) -> None:
         kernels.muon_update(
             [p], [x.contiguous()], [_ADJUSTED_LR._step(p, group, state)], own_decay=own_decay, decay=reg["decay"]
         )
+
+
+def ademamix(params, grads, states, group) -> None:
+    """One pass (csrc/modern.cpp); the schedules of α and β₃ from the transform's own code."""
+    b1, b2, _ = group["betas"]
+    scalars = [_ADEMAMIX.scalars(group, s["step"]) for s in states]
+    ops().ademamix(
+        params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+        [s["exp_avg_slow"] for s in states], [c[0] for c in scalars], [c[1] for c in scalars],
+        [c[2] for c in scalars], [c[3] for c in scalars],
+        lr=float(group["lr"]), beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
+        decoupled=bool(group["weight_decouple"]), **_reg(group),
+    )
+
+
+def adopt(params, grads, states, group) -> None:
+    """One pass (csrc/modern.cpp), one call per distinct step (the clip value is t^e)."""
+    b1, b2 = group["betas"]
+    by_step: dict[int, list[int]] = {}
+    for i, s in enumerate(states):
+        by_step.setdefault(s["step"], []).append(i)
+    for t, idx in by_step.items():
+        clip = _ADOPT.clip(group, t)
+        ops().adopt(
+            [params[i] for i in idx], [grads[i] for i in idx], [states[i]["exp_avg"] for i in idx],
+            [states[i]["exp_avg_sq"] for i in idx], [int(t == 1)] * len(idx),
+            clip=0.0 if clip is None else clip, clipped=clip is not None,
+            lr=float(group["lr"]), beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
+            decoupled=bool(group["weight_decouple"]), **_reg(group),
+        )
+
+
+def mars(params, grads, states, group) -> None:
+    """Two passes (csrc/modern.cpp): the squared norms of the corrected gradients
+    (all-reduced over FSDP2 shards, as the chain), then the step."""
+    b1, b2 = group["betas"]
+    reg = _reg(group)
+    use_mars = bool(group["use_mars"])
+    factor = group["gamma"] * (b1 / (1.0 - b1))
+    last = [s["last_grad"] for s in states]
+    norms = [0.0] * len(params)
+    if use_mars:
+        sums = ops().mars_sums(params, grads, last, factor=factor, l1=reg["l1"], l2=reg["l2"])
+        totals = sharded.all_reduce_sum(list(sums.unbind(0)), states)
+        norms = [float(x.sqrt()) for x in totals]
+    ams = bool(group["ams_bound"])
+    ops().mars(
+        params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+        [s["max_exp_avg_sq"] for s in states] if ams else [], last, norms,
+        [1.0 - b1 ** s["step"] for s in states], [math.sqrt(1.0 - b2 ** s["step"]) for s in states],
+        lr=float(group["lr"]), beta1=b1, beta2=b2, factor=factor, eps=group["eps"],
+        weight_decay=group["weight_decay"], use_mars=use_mars, lion=use_mars and group["mars_type"] == "lion",
+        ams_bound=ams, **reg,
+    )
