@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from . import sharded
+from . import lowprec, sharded
 from .base import Transform, boolean
 
 #: Keys every param group has, whatever the chain.
-GROUP_KEYS = {"foreach": None, "maximize": False, "fused": None}
+GROUP_KEYS = {"foreach": None, "maximize": False, "fused": None, "state_dtype": None}
 
 
 def _fused_option(value: Any) -> str | None:
@@ -130,7 +130,7 @@ class ChainOptimizer(torch.optim.Optimizer):
             raise ValueError("the same parameter appears twice in a param group; pass each tensor once")
         super().add_param_group({**param_group, "params": params})
         group = self.param_groups[-1]
-        for key, check in (("maximize", boolean), ("fused", _fused_option)):
+        for key, check in (("maximize", boolean), ("fused", _fused_option), ("state_dtype", lowprec.check)):
             message = check(group[key])
             if message:
                 raise ValueError(f"invalid {key}={group[key]!r}: expected {message}")
@@ -171,22 +171,52 @@ class ChainOptimizer(torch.optim.Optimizer):
             if any(g.is_sparse for g in grads):
                 raise RuntimeError(f"{self.name} does not support sparse gradients")
             states = []
+            low = group.get("state_dtype") == "bfloat16"
             for p in params:
                 state = self.state[p]
                 if not state:
                     self._init_state(p, state, group)
+                    if low:
+                        lowprec.compress_(p, state)
                 state["step"] += 1
                 states.append(state)
+            positions = [self._positions[p] for p in params] if low else None
             if sharded.is_sharded(params):
                 # DTensor parameters (FSDP2): the step runs on the local shards.
                 local_params, grads, views = sharded.localize(params, grads, states)
-                self._step_group(local_params, grads, views, group)
+                self._step_low(local_params, grads, views, group, positions)
                 for view, state in zip(views, states):
                     if isinstance(view, sharded.LocalState):
                         view.store(state)
             else:
-                self._step_group(params, grads, states, group)
+                self._step_low(params, grads, states, group, positions)
         return loss
+
+    @property
+    def _positions(self) -> dict[Tensor, int]:
+        """Each parameter's position in the optimizer (seeds lowprec's rounding)."""
+        return {p: i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # torch casts floating state to the parameter's dtype; bfloat16 state goes back
+        # to bfloat16 (exactly: the values came from it).
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            if group.get("state_dtype") == "bfloat16":
+                for p in group["params"]:
+                    if self.state[p]:
+                        lowprec.compress_(p, self.state[p])
+
+    def _step_low(self, params: list[Tensor], grads: list[Tensor], states: list[dict], group: dict,
+                  positions: list[int] | None) -> None:
+        """The step; with ``positions`` (``state_dtype="bfloat16"``) on float copies of the
+        bfloat16 state, written back stochastically rounded (``lowprec.py``)."""
+        if positions is None:
+            self._step_group(params, grads, states, group)
+            return
+        works = lowprec.widen(params, states)
+        self._step_group(params, grads, works, group)
+        lowprec.narrow_(params, states, works, positions)
 
     def _step_group(self, params: list[Tensor], grads: list[Tensor], states: list[dict], group: dict) -> None:
         if group["maximize"]:
@@ -213,8 +243,12 @@ class ChainOptimizer(torch.optim.Optimizer):
             if not params:
                 continue
             local_params, _, views = sharded.localize(params, None, states)
+            low = group.get("state_dtype") == "bfloat16"
+            works = lowprec.widen(local_params, views) if low else views
             for t in self.transforms:
-                t.on_mode(mode, local_params, views, group)
+                t.on_mode(mode, local_params, works, group)
+            if low:  # unchanged values round to themselves
+                lowprec.narrow_(local_params, views, works, [self._positions[p] for p in params])
             for view, state in zip(views, states):
                 if isinstance(view, sharded.LocalState):
                     view.store(state)

@@ -8,6 +8,8 @@ Regularization every optimizer takes, whatever its own ``weight_decay`` means
 * ``decoupled_decay``: AdamW-style decay ``p ← p − lr·decoupled_decay·p``;
 * ``cautious``: mask the direction where it disagrees with the gradient
   (Liang et al. 2024; ``transforms/cautious.py``), e.g. C-AdamW, C-Lion;
+* ``state_dtype``: ``"bfloat16"`` keeps the elementwise state in bfloat16
+  with stochastic rounding (``lowprec.py``); None: the parameter's dtype;
 * ``fused``: the one-pass fused step (``optim/fused``): ``None`` (default)
   uses it when the tensors allow and ``foreach`` is unset, ``True`` demands it
   (ValueError naming why where impossible), ``False`` forbids it;
@@ -44,6 +46,7 @@ UNIVERSAL = {
     "maximize": False,
     "fused": None,
     "cautious": False,
+    "state_dtype": None,
 }
 
 

@@ -1,0 +1,118 @@
+"""``state_dtype="bfloat16"``: elementwise optimizer state in bfloat16 with stochastic rounding."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from descentlab import optim
+from descentlab.optim import lowprec
+
+from .problems import make_grads, make_params, run
+from .refs import REFERENCES
+
+NAMES = optim.available()
+SHAPES = [(8, 6), (6,), (5, 8)]
+
+
+def test_stochastic_rounding_is_unbiased_and_lands_on_neighbours():
+    x = torch.full((200_000,), 1.0 + 3 * 2.0**-10)  # 3/8 of the way from 1 to 1 + 2^-7 (bf16's next)
+    out = lowprec.stochastic_round_(torch.empty(x.shape, dtype=torch.bfloat16), x, torch.Generator().manual_seed(0))
+    values = set(out.float().unique().tolist())
+    assert values == {1.0, 1.0 + 2.0**-7}
+    up = float((out.float() > 1.0).double().mean())
+    assert abs(up - 0.375) < 0.005, up  # 5 standard deviations
+    nearest = x.to(torch.bfloat16).float()
+    assert torch.all(nearest == 1.0), "round-to-nearest drops the increment: the reason for stochastic rounding"
+
+
+def test_non_finite_values_are_kept():
+    x = torch.tensor([float("inf"), -float("inf"), float("nan"), 2.5])
+    out = lowprec.stochastic_round_(torch.empty(4, dtype=torch.bfloat16), x, torch.Generator().manual_seed(0))
+    assert out[0] == float("inf") and out[1] == -float("inf") and torch.isnan(out[2]) and out[3] == 2.5
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_elementwise_state_is_bfloat16_and_the_optimizer_still_descends(name):
+    params = make_params(SHAPES)
+    opt = optim.create(name, params, state_dtype="bfloat16")
+    run(opt, params, make_grads(SHAPES, steps=3))
+    for p in params:
+        for key, value in opt.state[p].items():
+            if isinstance(value, torch.Tensor) and value.shape == p.shape and value.ndim > 0:
+                assert value.dtype == torch.bfloat16, f"{name}: {key} is {value.dtype}"
+            elif isinstance(value, torch.Tensor) and value.is_floating_point() and value.ndim > 0:
+                assert value.dtype == p.dtype, f"{name}: {key} (not elementwise) is {value.dtype}"
+    x = torch.ones(4, 3, requires_grad=True)
+    scales = torch.linspace(1.0, 10.0, 12).reshape(4, 3)
+    defaults = optim.get(name).defaults
+    no_decay = {k: 0.0 for k in defaults if "weight_decay" in k and isinstance(defaults[k], float)}
+    opt = optim.create(name, [x], state_dtype="bfloat16", **{**no_decay, **REFERENCES[name].descent})
+    first = float(0.5 * (scales * x.detach() ** 2).sum())
+    for _ in range(300):
+        opt.zero_grad()
+        (0.5 * (scales * x * x).sum()).backward()
+        opt.step()
+    opt.eval()
+    assert float(0.5 * (scales * x.detach() ** 2).sum()) < 0.5 * first, name
+
+
+@pytest.mark.parametrize("name", ["adamw", "lion", "ademamix", "mars", "muon", "nadam"])
+def test_state_memory_halves_and_steps_track_float32(name):
+    grads = make_grads(SHAPES, steps=30)
+    full, low = make_params(SHAPES), make_params(SHAPES)
+    opt_full, opt_low = optim.create(name, full), optim.create(name, low, state_dtype="bfloat16")
+    run(opt_full, full, grads)
+    run(opt_low, low, grads)
+
+    def nbytes(opt):
+        return sum(v.numel() * v.element_size() for s in opt.state.values() for v in s.values()
+                   if isinstance(v, torch.Tensor) and v.ndim > 0)
+
+    assert nbytes(opt_low) * 2 == nbytes(opt_full)
+    # Mean distances: a sign-based step (lion) moves a coordinate by 2·lr where
+    # rounding flips the sign of a moment near 0; on average the paths stay close.
+    moved = sum(float((a - b).abs().sum()) for a, b in zip(full, make_params(SHAPES)))
+    apart = sum(float((a - b).abs().sum()) for a, b in zip(full, low))
+    assert 0 < apart < 0.05 * moved, (apart, moved)
+
+
+@pytest.mark.parametrize("fused", [None, False])
+def test_resume_is_exact(fused):
+    """Saved mid-run, loaded with weights_only=True into a fresh optimizer: bit for bit
+    the uninterrupted run, and the loaded state is bfloat16 again."""
+    grads = make_grads(SHAPES, steps=40)
+    whole = make_params(SHAPES)
+    run(optim.create("adamw", whole, state_dtype="bfloat16", fused=fused), whole, grads)
+    half = make_params(SHAPES)
+    opt = optim.create("adamw", half, state_dtype="bfloat16", fused=fused)
+    run(opt, half, grads, stop=17)
+    buf = io.BytesIO()
+    torch.save({"opt": opt.state_dict(), "params": half}, buf)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=True)
+    resumed = [p.clone() for p in saved["params"]]
+    opt = optim.create("adamw", resumed, state_dtype="bfloat16", fused=fused)
+    opt.load_state_dict(saved["opt"])
+    assert all(v.dtype == torch.bfloat16 for s in opt.state.values() for k, v in s.items() if k != "step")
+    run(opt, resumed, grads, start=17)
+    assert all(torch.equal(a, b) for a, b in zip(whole, resumed))
+
+
+def test_the_fused_kernel_serves_bfloat16_state():
+    params = make_params(SHAPES)
+    opt = optim.create("adamw", params, state_dtype="bfloat16")
+    calls = []
+    inner = opt._fused_step
+    opt._fused_step = lambda *a: calls.append(inner(*a)) or calls[-1]
+    run(opt, params, make_grads(SHAPES, steps=2))
+    from descentlab.optim.fused import build
+
+    assert calls == ([True, True] if build.available() is None else [False, False])
+
+
+def test_invalid_state_dtype_names_the_value():
+    with pytest.raises(ValueError, match=r"invalid state_dtype='float16': expected None or 'bfloat16'"):
+        optim.create("adamw", [torch.zeros(3, requires_grad=True)], state_dtype="float16")
