@@ -6,13 +6,17 @@ import torch
 
 from ._common import Reference
 
-#: Our hyperparameters that torch.optim.Muon does not have (the AdamW fallback).
+#: Our hyperparameters that torch.optim.Muon does not have: the AdamW fallback's,
+#: and the N-D / split options (tested against torch.optim.Muon on flattened views
+#: and on separate blocks in tests/optim/test_muon.py).
 FALLBACK = ("adamw_lr", "adamw_betas", "adamw_eps", "adamw_weight_decay")
+OURS_ONLY = ("nd", "split")
 
 
 def _muon(groups, **hp):
     for key in FALLBACK:
         hp.pop(key, None)
+    assert hp.pop("nd") == "adamw" and hp.pop("split") is None, "torch.optim.Muon has neither"
     return torch.optim.Muon(groups, **hp)
 
 
