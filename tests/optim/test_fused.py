@@ -345,7 +345,15 @@ def test_universal_l2_takes_the_torch_kernel_when_weight_decay_is_zero():
 
 
 def test_every_named_optimizer_has_a_kernel():
-    assert sorted(NAMES) == sorted(optim.available())
+    """Every optimizer has a kernel, or is listed in fused.UNFUSED with the reason."""
+    assert not set(NAMES) & set(fused.UNFUSED)
+    assert sorted(NAMES + list(fused.UNFUSED)) == sorted(optim.available())
+
+
+@pytest.mark.parametrize("name", sorted(fused.UNFUSED))
+def test_fused_true_on_an_unfused_optimizer_is_an_error(name):
+    with pytest.raises(ValueError, match="fused=True"):
+        optim.create(name, [torch.zeros(4, 4, requires_grad=True)], fused=True)
 
 
 def test_fused_true_without_a_kernel_is_an_error():

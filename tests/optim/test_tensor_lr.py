@@ -34,7 +34,7 @@ FUSED_UNAVAILABLE = build.available()
 
 
 def test_registry_has_every_optimizer():
-    assert len(NAMES) == 19, NAMES
+    assert len(NAMES) == 26, NAMES
 
 
 def _power_of_two_lr(name: str) -> float:

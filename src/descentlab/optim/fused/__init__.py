@@ -76,6 +76,9 @@ def _amsgrad_state(group: Mapping[str, Any], states: list[dict] | None) -> str |
 
 
 def _muon_amsgrad_state(group: Mapping[str, Any], states: list[dict] | None) -> str | None:
+    if group.get("use_muon") is not False and group.get("split") not in (None, 1):
+        # The kernel orthogonalizes whole matrices; the chain cuts them into blocks.
+        return "has no fused kernel for split (the chain orthogonalizes each block)"
     if group.get("use_muon") is False and group.get("adamw_amsgrad"):
         return _amsgrad_state({"amsgrad": True}, states)
     return None
@@ -173,6 +176,19 @@ KERNELS: dict[str, FusedKernel] = {
     "ademamix": _cpp(cpu_kernels.ademamix),
     "adopt": _cpp(cpu_kernels.adopt),
     "mars": _cpp(cpu_kernels.mars, _mars_state),
+}
+
+
+#: The named optimizers without a fused kernel, and why: their step is dominated by
+#: matrix products (eigen/inverse-root preconditioners, Newton–Schulz, Kronecker
+#: factors), which torch already runs in BLAS; an elementwise kernel would save a few
+#: percent of a step that is 10–200x adamw's (BENCHMARKS.md, "The optimizers of
+#: issue 33"). The chain is their fast path; ``fused=True`` on them is an error.
+UNFUSED: dict[str, str] = {
+    "normuon": "Newton–Schulz matmuls dominate; the per-row statistics are one foreach op",
+    "soap": "an Adam step in the eigenbasis of GG^T: four matmuls per matrix per step",
+    "shampoo": "inverse p-th roots every k steps and two matmuls per block per step",
+    "kron": "Kronecker-factor updates (triangular solves and matmuls) on every step",
 }
 
 

@@ -89,13 +89,15 @@ class Cautious(Transform):
 
 #: Transforms a direction is made before (the gradient's own terms) ...
 _BEFORE = (AddL1, AddL2IfCoupled, Declare)
-#: ... and the ones that come after it: decoupled decay and the lr.
+#: ... and the ones that come after it: decoupled decay and the lr (other modules'
+#: transforms say which side they are on with a class attribute ``before_direction``
+#: or ``after_direction = True``).
 _AFTER = (AddDecayedWeights, AddDecayedWeightsIfDecoupled, DecayWeights, ScaleByLr, ScaleByAdjustedLr,
           ScaleByRelativeStep)
 
 
 def _is_before(t: Transform) -> bool:
-    return isinstance(t, _BEFORE) or type(t) is AddL2
+    return isinstance(t, _BEFORE) or type(t) is AddL2 or getattr(t, "before_direction", False)
 
 
 def with_cautious(transforms: Sequence[Transform]) -> list[Transform]:
@@ -111,7 +113,7 @@ def with_cautious(transforms: Sequence[Transform]) -> list[Transform]:
     while i < len(ts) and _is_before(ts[i]):
         i += 1
     j = i
-    while j < len(ts) and not isinstance(ts[j], _AFTER):
+    while j < len(ts) and not (isinstance(ts[j], _AFTER) or getattr(ts[j], "after_direction", False)):
         j += 1
     part = ts[i:j]
     if any(isinstance(t, Partition) for t in part):
@@ -119,6 +121,8 @@ def with_cautious(transforms: Sequence[Transform]) -> list[Transform]:
             if isinstance(t, Partition):
                 t.branches = {label: with_cautious(branch) for label, branch in t.branches.items()}
         return ts
+    if not part:
+        return ts  # no direction made here (a branch of decay or L2 only): nothing to mask
     return [*ts[:i], Cautious(part, whole_step=j == len(ts)), *ts[j:]]
 
 
