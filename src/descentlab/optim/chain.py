@@ -198,9 +198,22 @@ class ChainOptimizer(torch.optim.Optimizer):
         return {p: i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        # torch casts floating state to the parameter's dtype; bfloat16 state goes back
-        # to bfloat16 (exactly: the values came from it).
+        # torch casts every state tensor but "step" to a floating parameter's dtype:
+        # integer state (kron's generator states, uint8) goes back to its own dtype,
+        # bfloat16 state back to bfloat16 (exactly: the values came from it).
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        integer = {
+            (position, key): value.dtype
+            for position, i in enumerate(saved_ids)
+            for key, value in state_dict["state"].get(i, {}).items()
+            if isinstance(value, Tensor) and not (value.is_floating_point() or value.is_complex())
+        }
         super().load_state_dict(state_dict)
+        if integer:
+            params = [p for g in self.param_groups for p in g["params"]]
+            for (position, key), dtype in integer.items():
+                state = self.state[params[position]]
+                state[key] = state[key].to(dtype)
         for group in self.param_groups:
             if group.get("state_dtype") == "bfloat16":
                 for p in group["params"]:
