@@ -17,21 +17,58 @@ NAMES = optim.available()
 SHAPES = [(8, 6), (6,), (5, 8)]
 
 
-def test_stochastic_rounding_is_unbiased_and_lands_on_neighbours():
-    x = torch.full((200_000,), 1.0 + 3 * 2.0**-10)  # 3/8 of the way from 1 to 1 + 2^-7 (bf16's next)
-    out = lowprec.stochastic_round_(torch.empty(x.shape, dtype=torch.bfloat16), x, torch.Generator().manual_seed(0))
+def _kernel_round(dst, src, seed=0):
+    from descentlab.optim.fused import build
+
+    if build.available() is not None:
+        pytest.skip(f"C++ kernels unavailable: {build.available()}")
+    build.ops().stochastic_round_bf16(dst, src, seed)
+    return dst
+
+
+ROUNDERS = {
+    "torch": lambda dst, src: lowprec.stochastic_round_(dst, src, torch.Generator().manual_seed(0)),
+    "kernel": _kernel_round,
+}
+
+
+@pytest.mark.parametrize("how", list(ROUNDERS))
+def test_stochastic_rounding_is_unbiased_and_lands_on_neighbours(how):
+    x = torch.full((200_001,), 1.0 + 3 * 2.0**-10)  # 3/8 of the way from 1 to 1 + 2^-7 (bf16's next)
+    x[1::2].neg_()  # negative values round their magnitude alike
+    out = ROUNDERS[how](torch.empty(x.shape, dtype=torch.bfloat16), x).float().abs()
     values = set(out.float().unique().tolist())
     assert values == {1.0, 1.0 + 2.0**-7}
-    up = float((out.float() > 1.0).double().mean())
+    up = float((out > 1.0).double().mean())
     assert abs(up - 0.375) < 0.005, up  # 5 standard deviations
-    nearest = x.to(torch.bfloat16).float()
+    nearest = x.to(torch.bfloat16).float().abs()
     assert torch.all(nearest == 1.0), "round-to-nearest drops the increment: the reason for stochastic rounding"
 
 
-def test_non_finite_values_are_kept():
+@pytest.mark.parametrize("how", list(ROUNDERS))
+def test_non_finite_values_are_kept(how):
     x = torch.tensor([float("inf"), -float("inf"), float("nan"), 2.5])
-    out = lowprec.stochastic_round_(torch.empty(4, dtype=torch.bfloat16), x, torch.Generator().manual_seed(0))
+    out = ROUNDERS[how](torch.empty(4, dtype=torch.bfloat16), x)
     assert out[0] == float("inf") and out[1] == -float("inf") and torch.isnan(out[2]) and out[3] == 2.5
+
+
+def test_the_kernels_bits_do_not_depend_on_the_threads_and_change_with_the_seed():
+    x = torch.randn(100_003)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = _kernel_round(torch.empty(x.shape, dtype=torch.bfloat16), x, 7)
+    finally:
+        torch.set_num_threads(threads)
+    torch.set_num_threads(max(2, threads))
+    try:
+        many = _kernel_round(torch.empty(x.shape, dtype=torch.bfloat16), x, 7)
+    finally:
+        torch.set_num_threads(threads)
+    other = _kernel_round(torch.empty(x.shape, dtype=torch.bfloat16), x, 8)
+    assert torch.equal(one, many)
+    assert not torch.equal(one, other)
+    assert ((one.float() - x).abs() <= x.abs() * 2.0**-7).all()  # a neighbour, never further
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -229,7 +229,7 @@ class ChainOptimizer(torch.optim.Optimizer):
             return
         works = lowprec.widen(params, states)
         self._step_group(params, grads, works, group)
-        lowprec.narrow_(params, states, works, positions)
+        lowprec.narrow_(params, states, works, positions, kernel=group.get("fused") is not False)
 
     def _step_group(self, params: list[Tensor], grads: list[Tensor], states: list[dict], group: dict) -> None:
         if group["maximize"]:
@@ -261,7 +261,8 @@ class ChainOptimizer(torch.optim.Optimizer):
             for t in self.transforms:
                 t.on_mode(mode, local_params, works, group)
             if low:  # unchanged values round to themselves
-                lowprec.narrow_(local_params, views, works, [self._positions[p] for p in params])
+                lowprec.narrow_(local_params, views, works, [self._positions[p] for p in params],
+                                kernel=group.get("fused") is not False)
             for view, state in zip(views, states):
                 if isinstance(view, sharded.LocalState):
                     view.store(state)

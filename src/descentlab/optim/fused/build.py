@@ -37,7 +37,7 @@ from . import publish
 
 SOURCES = [
     Path(__file__).with_name("csrc") / name
-    for name in ("one_pass.cpp", "multi_pass.cpp", "adafactor.cpp", "muon.cpp", "modern.cpp")
+    for name in ("one_pass.cpp", "multi_pass.cpp", "adafactor.cpp", "muon.cpp", "modern.cpp", "lowprec.cpp")
 ]
 NAMESPACE = "descentlab_fused"
 
