@@ -37,6 +37,13 @@ def relative(a: dict, b: dict) -> float:
 
 #: folder label -> optimizer; the last two are not descentlab's (docs/your-own-optimizer.md)
 OPTIMIZERS = {"adamw": "adamw", "muon": "muon", "adafactor": "adafactor", "lamb": "lamb",
+              # issue 33: replicated preconditioner state (shampoo's statistics and roots),
+              # kron's integer generator states, mars's last gradient. Not soap: two
+              # processes' gradients differ from one process's in the last bits (the order of
+              # the batch sums), and SOAP's eigenbases turn that into 0.6 relative after 100
+              # steps on this workload, in one process too, pytorch_optimizer.SOAP's alike
+              # (docs/sharding.md); its shards are tested on equal gradients in test_fsdp_optim.
+              "shampoo": "shampoo", "kron": "kron", "mars": "mars",
               "torch-adamw": "torch.optim:AdamW",
               "user-heavyball": f"{HERE.parent / 'optim' / 'user_optimizers.py'}:HeavyBall"}
 FOREIGN = ("torch-adamw", "user-heavyball")
