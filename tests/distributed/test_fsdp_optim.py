@@ -39,7 +39,9 @@ BATCH = 16  # global batch; each rank takes BATCH // WORLD rows
 NAMES = optim.available()
 MODES = (None, False)
 #: The multi-tensor chain (``foreach=True``) too, for the rules with collectives.
-FOREACH = ("muon", "adafactor", "lamb", "lars", "prodigy")
+FOREACH = ("muon", "adafactor", "lamb", "lars", "prodigy", "mars")
+#: ``cautious=True`` too (its mask's count is all-reduced over the shards).
+CAUTIOUS = ("adamw", "lion", "muon")
 #: Learning rates that move the small model visibly in 100 steps (else the defaults).
 HPARAMS = {
     "sgd": {"lr": 0.05},
@@ -52,6 +54,11 @@ HPARAMS = {
     "lamb": {"lr": 1e-2, "weight_decay": 0.01},
     "lars": {"lr": 0.5, "weight_decay": 1e-3},
     "lion": {"lr": 1e-3, "weight_decay": 0.1},
+    # roots from step 3, every 5 steps, on 5-row blocks (its defaults precondition nothing
+    # in this model: 512-blocks merge these small matrices into one dimension)
+    "shampoo": {"lr": 0.01, "graft_type": "adagrad", "shape_interpretation": False, "block_size": 5,
+                "preconditioning_compute_steps": 5, "start_preconditioning_step": 3},
+    "soap": {"lr": 3e-3, "precondition_frequency": 5},
 }
 #: Optimizers whose fused kernel steps local shards (see FusedKernel.shards).
 FUSED_ON_SHARDS = {n for n in NAMES if n in fused_kernels.KERNELS and fused_kernels.KERNELS[n].shards}
@@ -81,12 +88,14 @@ def _loss(model, x, y):
 
 
 def _modes(name: str) -> tuple:
-    return (*MODES, "foreach") if name in FOREACH else MODES
+    extra = ("foreach",) * (name in FOREACH) + ("cautious",) * (name in CAUTIOUS)
+    return (*MODES, *extra)
 
 
 def _create(name, model, mode):
-    """``mode``: the ``fused`` option, or "foreach" for the multi-tensor chain."""
-    path = {"foreach": True} if mode == "foreach" else {"fused": mode}
+    """``mode``: the ``fused`` option, "foreach" for the multi-tensor chain, or
+    "cautious" for ``cautious=True``."""
+    path = {"foreach": True} if mode == "foreach" else {"cautious": True} if mode == "cautious" else {"fused": mode}
     return optim.create(name, model.parameters(), **path, **HPARAMS.get(name, {}))
 
 
@@ -281,7 +290,7 @@ NOT_EQUAL = {
 
 
 def _label(mode) -> str:
-    return "foreach=True" if mode == "foreach" else f"fused={mode}"
+    return {"foreach": "foreach=True", "cautious": "cautious=True"}.get(mode, f"fused={mode}")
 
 
 def _cases():

@@ -29,7 +29,19 @@ adafactor                               0.3 (relative steps, capped at 1/√t)
 muon                                    0.01 (orthogonalised 2-D steps; biases and
                                         conv kernels use its adamw_lr instead)
 adadelta, prodigy                       1.0 (both set their own step size)
+ademamix, adopt, mars, soap             a (issue 33; not swept: their papers tune them on
+                                        Adam's lr grid and take Adam-like lrs)
+shampoo                                 m (its default SGD grafting with heavy-ball
+                                        momentum gives steps of momentum SGD's size)
+kron                                    a/3 (PSGD-Kron's authors: about 3× below Adam's)
+normuon                                 the muon anchor (its steps are Muon's, normalized
+                                        per row to the same RMS)
 ======================================  ==============================================
+
+The issue-33 ratios were not read off sweeps here (the sweeps of the others took
+hours of this machine); tuning searches a factor of 30 either side of them
+(``tune/space.py``), and the benchmark's external ruleset centres each strategy's
+range on its own lr range test.
 
 The anchors per workload: linreg a = 0.03, m = 0.01; diabetes a = 3e-3,
 m = 3e-3; digits a = 3e-3, m = 0.02; mnist1d a = 1e-2, m = 0.05; mnist-cnn
@@ -88,6 +100,12 @@ def steps_per_epoch(n_train: int, batch_size: int | str) -> int:
     return -(-n_train // int(batch_size))
 
 
+def _registered() -> set[str]:
+    from ..optim import available
+
+    return set(available())
+
+
 def lr_defaults(*, adam: float, momentum: float, lamb: float = 3e-3, lars: float = 1.0,
                 adafactor: float = 0.3, muon: float = 0.01) -> dict[str, float]:
     """The default lr of every named optimizer from a workload's anchors (see
@@ -112,5 +130,14 @@ def lr_defaults(*, adam: float, momentum: float, lamb: float = 3e-3, lars: float
         "lars": lars,
         "prodigy": 1.0,
         "adamw_schedulefree": adam,
+        "ademamix": adam,
+        "adopt": adam,
+        "mars": adam,
+        "normuon": muon,
+        "soap": adam,
+        "shampoo": momentum,
+        "kron": adam / 3,
     }
+    names = _registered()
+    table = {name: lr for name, lr in table.items() if name in names}
     return {name: float(f"{lr:.3g}") for name, lr in table.items()}
