@@ -9,6 +9,11 @@ same comparison.
 
     .venv/bin/python benchmarks/foreign_optimizers.py                 # both workloads, 3 seeds
     .venv/bin/python benchmarks/foreign_optimizers.py --workloads mnist1d-cnn --seeds 1
+    .venv/bin/python benchmarks/foreign_optimizers.py --native        # descentlab's own (issue 33)
+
+``--native`` compares descentlab's own versions (ademamix, adopt, mars, soap, shampoo,
+kron, normuon; issue 33) with adamw and muon the same way, kron included on both
+workloads.
 
 Kron runs on mnist1d-cnn only: a probe measured 118 ms per step there against 1.7 ms for
 adamw (its preconditioners are updated at every step early on), which on charlm's
@@ -33,7 +38,12 @@ BUDGETS = {"mnist1d-cnn": 2000, "charlm": 500}
 ONLY = {"pytorch_optimizer:Kron": ("mnist1d-cnn",)}
 
 
-def strategies(workload: str) -> list[str]:
+NATIVE = ["ademamix", "adopt", "mars", "soap", "shampoo", "kron", "normuon"]
+
+
+def strategies(workload: str, native: bool = False) -> list[str]:
+    if native:
+        return [*NATIVE, *OURS]
     extra = [name for name, where in ONLY.items() if workload in where]
     return [*MODERN, *extra, *OURS]
 
@@ -75,13 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workloads", default=",".join(BUDGETS))
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--out", default="runs/bench-foreign")
+    p.add_argument("--out", default=None, help="default: runs/bench-foreign (runs/bench-native with --native)")
+    p.add_argument("--native", action="store_true", help="descentlab's own modern optimizers (issue 33)")
     args = p.parse_args(argv)
+    out = Path(args.out or ("runs/bench-native" if args.native else "runs/bench-foreign"))
     for workload in args.workloads.split(","):
         start = time.perf_counter()
-        result = descentlab.compare(workload, strategies(workload), steps=BUDGETS[workload], seeds=args.seeds,
+        result = descentlab.compare(workload, strategies(workload, args.native), steps=BUDGETS[workload], seeds=args.seeds,
                                     schedule="wsd", tune_lr=True, jobs=args.jobs, overwrite=True, progress=False,
-                                    out=Path(args.out) / workload, log=lambda m: print(m, file=sys.stderr))
+                                    out=out / workload, log=lambda m: print(m, file=sys.stderr))
         print(table(workload, result.rows))
         print(f"\n{len(result.rows)} runs in {time.perf_counter() - start:.0f} s wall; report {result.report}\n")
     return 0
