@@ -70,7 +70,7 @@ def table(workload: str, rows: list[dict]) -> str:
         by.setdefault(row["strategy"], []).append(row)
     per_step = {s: statistics.median(r["train_seconds"] / max(1, r["steps"]) for r in rs) for s, rs in by.items()}
     base = per_step.get("adamw")
-    lines = [f"| strategy | tuned lr | best val (mean ± sd) | final test (mean ± sd) | steps to target: median "
+    lines = ["| strategy | tuned lr | best val (mean ± sd) | final test (mean ± sd) | steps to target: median "
              "[min–max] | ms/step | vs adamw |", "|---|---|---|---|---|---|---|"]
     for s, rs in by.items():
         lines.append(f"| {s} | {rs[0]['lr']:.3g} | {_mean_sd([r['best_metric'] for r in rs])} | "

@@ -80,6 +80,44 @@ def test_train(name, tmp_path, capsys):
         assert "transformer.wte.weight" in changed and "transformer.h.1.mlp.c_fc.weight" in changed
 
 
+#: issue 33's optimizers, with their preconditioners switched on within a short run
+MODERN = {
+    "soap": ["precondition_frequency=3"],
+    "shampoo": ["start_preconditioning_step=2", "preconditioning_compute_steps=3"],
+    "kron": [],
+    "normuon": [],
+    "mars": [],
+    "ademamix": ["cautious=true"],
+    "adopt": ["state_dtype=bfloat16"],
+}
+
+
+@pytest.mark.parametrize("opt", list(MODERN))
+def test_the_modern_optimizers_train_gpt2_and_the_resnet(opt, tmp_path):
+    """Tied embeddings (one tensor, two uses), conv kernels and BatchNorm's 1-D weights,
+    the frozen and unused parameters of oddparts: every one of them trains, keeps the
+    tie and leaves what it must not touch as it was."""
+    for name in NAMES:
+        out = tmp_path / name
+        opts = [x for kv in MODERN[opt] for x in ("--opt", kv)]
+        assert main(["train", "--workload", spec(name), "--optimizer", opt, *opts, "--steps", "10",
+                     "--out", str(out), "--quiet"]) == 0
+        rows = list(csv.DictReader((out / "metrics.csv").open()))
+        losses = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
+        assert len(losses) == 10 and all(map(math.isfinite, losses)), (name, losses)
+        assert sum(losses[-3:]) < sum(losses[:3]), (name, losses)  # it learned
+        state = ckpt.load_latest(out / "checkpoints")[0]["model"]
+        init = initial_state(name)
+        changed = {k for k in init if not torch.equal(init[k], state[k])}
+        if name == "gpt2":
+            assert torch.equal(state["lm_head.weight"], state["transformer.wte.weight"])
+            assert "transformer.wte.weight" in changed
+        elif name == "oddparts":
+            assert changed == {"hidden.weight", "hidden.bias", "head.weight", "head.bias"}, changed
+        else:
+            assert {k for k in init if k.endswith("conv1.weight")} <= changed
+
+
 # -- compare, lr-find, tune -----------------------------------------------------------
 
 
