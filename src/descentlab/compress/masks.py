@@ -62,10 +62,12 @@ class OptimizerMasks:
     @torch.no_grad()
     def apply(self) -> None:
         """Zero the pruned entries of the parameters and of their state tensors."""
+        rotated = getattr(self.optimizer, "rotated_state_keys", frozenset())
         for p, m in self.masks.values():
             p.mul_(m)
-            for value in self.optimizer.state.get(p, {}).values():
-                if isinstance(value, Tensor) and value.shape == p.shape and value.is_floating_point():
+            for key, value in self.optimizer.state.get(p, {}).items():
+                if (isinstance(value, Tensor) and value.shape == p.shape and value.is_floating_point()
+                        and key not in rotated):
                     value.mul_(m)
 
     @torch.no_grad()

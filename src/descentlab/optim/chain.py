@@ -193,6 +193,22 @@ class ChainOptimizer(torch.optim.Optimizer):
         return loss
 
     @property
+    def rotated_state_keys(self) -> frozenset[str]:
+        """State keys of the parameter's shape whose entries are not the parameter's
+        coordinates (SOAP's moments in the eigenbasis: transforms list them in a class
+        attribute ``rotated_state``). Pruning masks leave them alone (compress/masks.py):
+        a pruned weight's zero does not make any one rotated coordinate zero."""
+
+        def walk(ts):
+            for t in ts:
+                yield from getattr(t, "rotated_state", ())
+                for branch in getattr(t, "branches", {}).values():
+                    yield from walk(branch)
+                yield from walk(getattr(t, "inner", ()))
+
+        return frozenset(walk(self.transforms))
+
+    @property
     def _positions(self) -> dict[Tensor, int]:
         """Each parameter's position in the optimizer (seeds lowprec's rounding)."""
         return {p: i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}

@@ -260,6 +260,8 @@ class ScaleBySoap(Transform):
         "eps": Hyper(1e-8, positive),
     }
     state_keys = ("exp_avg", "exp_avg_sq", "exp_avg_projected", "GG_0", "Q_0")
+    #: laid out as the parameter, but in the eigenbasis's coordinates (see ChainOptimizer)
+    rotated_state = ("exp_avg_sq", "exp_avg_projected")
 
     _LAYOUT_KEYS = ("max_precondition_dim", "merge_dims", "precondition_1d", "data_format")
 
