@@ -7,9 +7,9 @@ one process on the same gradients, with torch's fused AdamW timed in the same
 round-robin as the yardstick ("×adamw" divides by it).
 
 * Elementwise rules (ademamix, adopt, mars, adamw with ``cautious=True``, adamw
-  with ``state_dtype="bfloat16"``): ours is the fused kernel where there is one
-  (cautious: the chain; the kernels decline it), GB/s is the minimal traffic
-  (``BYTES``) over the step time, beside torch's fused Adam's.
+  with ``state_dtype="bfloat16"``): ours is the fused kernel (cautious: a count
+  pass, then the step), GB/s is the minimal traffic of the rule (``BYTES``) over
+  the step time, beside torch's fused Adam's.
 * Preconditioned rules (soap, shampoo, kron, normuon), with the preconditioner
   updated every 10 steps, as the issue sets it: soap ``precondition_frequency=10``
   (the default everywhere); shampoo ``preconditioning_compute_steps=10`` and
@@ -104,6 +104,29 @@ def _heavyball(cls_name: str, **kw) -> Factory:
     return make
 
 
+class _Eager(_Regrad):
+    """A heavyball optimizer stepped without torch.compile (its ``compile_mode`` None
+    during its own steps only, so the compiled ones beside it stay compiled)."""
+
+    def step(self):
+        import heavyball.utils
+
+        mode, heavyball.utils.compile_mode = heavyball.utils.compile_mode, None
+        try:
+            super().step()
+        finally:
+            heavyball.utils.compile_mode = mode
+
+
+def _heavyball_eager(cls_name: str, **kw) -> Factory:
+    def make(ps):
+        import heavyball
+
+        return _Eager(getattr(heavyball, cls_name)(ps, **kw), ps)
+
+    return make
+
+
 def references(name: str) -> list[tuple[str, Factory]]:
     """Third-party implementations of ``name`` with the same settings."""
     both = [False, True]
@@ -118,7 +141,11 @@ def references(name: str) -> list[tuple[str, Factory]]:
     if name == "mars":
         return [(f"pytorch_optimizer.MARS {'foreach' if f else 'for-loop'}", _po("MARS", f)) for f in both]
     if name == "cautious adamw":
-        return [("pytorch_optimizer.AdamW cautious", _po("AdamW", cautious=True))] if _has_po("AdamW") else []
+        # pytorch_optimizer has no cautious AdamW; heavyball's AdamW(caution=True) masks the same way
+        # and rescales by the mask's mean (a scalar either way). Compiled, inductor's C++ for the
+        # whole 59-tensor step stops GCC 12 here (an internal compiler error), so also eager.
+        return [("heavyball.AdamW caution=True (compiled)", _heavyball("AdamW", caution=True)),
+                ("heavyball.AdamW caution=True (eager)", _heavyball_eager("AdamW", caution=True))]
     if name == "soap":
         return [
             ("pytorch_optimizer.SOAP", _po("SOAP", precondition_frequency=10)),
@@ -137,14 +164,6 @@ def references(name: str) -> list[tuple[str, Factory]]:
     if name == "normuon":
         return [("pytorch_optimizer.NorMuon", _po_normuon)]
     return []
-
-
-def _has_po(cls_name: str) -> bool:
-    try:
-        import pytorch_optimizer as po
-    except ImportError:
-        return False
-    return hasattr(po, cls_name)
 
 
 def state_bytes(opt: object) -> int:
@@ -191,7 +210,7 @@ class Row:
 
 def measure(name: str, shapes, warmup: int, repeats: int, grads: list[torch.Tensor]) -> list[Row]:
     our_name, kw = OURS[name]
-    has_kernel = our_name in fused.KERNELS and not kw.get("cautious")
+    has_kernel = our_name in fused.KERNELS and (not kw.get("cautious") or fused.KERNELS[our_name].cautious)
     candidates: list[tuple[str, str, Factory]] = [
         ("ours", f"descentlab {name} ({'fused' if has_kernel else 'chain'})",
          lambda ps: optim.create(our_name, ps, **kw)),

@@ -49,14 +49,13 @@ class _CAdamW:
 
 def _compare(name, reference, hp, dtype=torch.float32, tol=1e-5):
     grads = make_grads(ANY_SHAPES, dtype=dtype)
-    ours_p, ref_p = make_params(ANY_SHAPES, dtype), make_params(ANY_SHAPES, dtype)
-    for foreach in (False, True):
+    ref_p = make_params(ANY_SHAPES, dtype)
+    run(reference(ref_p), ref_p, grads)
+    for mode in ({"foreach": False}, {"foreach": True}, {"fused": True}):  # fused: the C++ count pass
         ours_p = make_params(ANY_SHAPES, dtype)
-        run(optim.create(name, ours_p, cautious=True, foreach=foreach, **hp), ours_p, grads)
-        ref_p = make_params(ANY_SHAPES, dtype)
-        run(reference(ref_p), ref_p, grads)
+        run(optim.create(name, ours_p, cautious=True, **mode, **hp), ours_p, grads)
         for a, r in zip(ours_p, ref_p):
-            assert rel_diff(a, r) <= tol, f"{name} foreach={foreach}: {rel_diff(a, r):.2e}"
+            assert rel_diff(a, r) <= tol, f"{name} {mode}: {rel_diff(a, r):.2e}"
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

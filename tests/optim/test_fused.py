@@ -6,7 +6,8 @@ readable for-loop chain (``foreach=False``, the ground truth) on the same
 gradients, with default and non-default hyperparameters (the reference
 table's variants, which include weight decay and maximize), two param groups,
 a StepLR schedule, an lr changed at every step, and the universal l1/l2/
-decoupled_decay. float32 parameters must agree to 1e-6 relative
+decoupled_decay, and ``cautious=True`` where the kernel takes it. float32
+parameters must agree to 1e-6 relative
 (max |fused − chain| / max |chain|), the state to 1e-5; lion and adamax,
 whose chains have no square root, bit for bit. (torch's float32 sqrt, MKL's,
 is not correctly rounded and the kernels' is, so a kernel with a sqrt is an
@@ -55,6 +56,9 @@ def _cases():
         yield pytest.param(name, "every_step", {}, id=f"{name}-lr_every_step")
         if fused.KERNELS[name].cpu_regularized is not None:
             yield pytest.param(name, "default", dict(REGULARIZED), id=f"{name}-l1_l2_decoupled")
+        if fused.KERNELS[name].cautious:  # the count pass, then the masked step
+            yield pytest.param(name, "two_groups", {"cautious": True, "weight_decay": 0.01}, id=f"{name}-cautious")
+            yield pytest.param(name, "default", {"cautious": True, **REGULARIZED}, id=f"{name}-cautious_regularized")
 
 
 def _scheduler(opt, case):

@@ -21,7 +21,10 @@ step in :data:`KERNELS` that makes as few passes as its algorithm allows:
   norms, then the update, tensor by tensor) in ``csrc/adafactor.cpp``; and
   for muon a momentum pass that writes the bfloat16 copy Newton–Schulz starts
   from and an update pass around torch's matmuls, one matrix at a time, with
-  its AdamW groups on the Adam kernel (``csrc/muon.cpp``).
+  its AdamW groups on the Adam kernel (``csrc/muon.cpp``). The kernels of adam,
+  amsgrad, adamw, lion, ademamix, adopt and mars also take ``cautious=True``:
+  a pass that counts where the direction agrees with the gradient, then the
+  masked step (``cpu_kernels._cautiously``).
 
 On CUDA only torch's kernels exist; the others run the chain (its foreach
 path): see docs/optimizers.md, "Fused kernels", for why there is no Triton or
@@ -142,12 +145,14 @@ def mechanism(step: StepFn) -> str:
     return "cpp" if step.__module__ == cpu_kernels.__name__ else "torch"
 
 
-def _torch(step: StepFn, check: Check | None = None, regularized: StepFn | None = None) -> FusedKernel:
-    return FusedKernel(cpu=step, cpu_regularized=regularized, cuda=step, check=check, l2_is_weight_decay=True)
+def _torch(step: StepFn, check: Check | None = None, regularized: StepFn | None = None,
+           cautious: bool = False) -> FusedKernel:
+    return FusedKernel(cpu=step, cpu_regularized=regularized, cuda=step, check=check, l2_is_weight_decay=True,
+                       cautious=cautious)
 
 
-def _cpp(step: StepFn, check: Check | None = None, shards: bool = True) -> FusedKernel:
-    return FusedKernel(cpu=step, cpu_regularized=step, check=check, shards=shards)
+def _cpp(step: StepFn, check: Check | None = None, shards: bool = True, cautious: bool = False) -> FusedKernel:
+    return FusedKernel(cpu=step, cpu_regularized=step, check=check, shards=shards, cautious=cautious)
 
 
 #: The lookup table ``optim.create`` consults: optimizer name -> kernels.
@@ -155,27 +160,27 @@ KERNELS: dict[str, FusedKernel] = {
     "sgd": _torch(torch_kernels.sgd),
     "momentum": _torch(torch_kernels.sgd),
     "nesterov": _torch(torch_kernels.sgd),
-    "adam": _torch(torch_kernels.adam, _amsgrad_state, regularized=cpu_kernels.adam),
-    "amsgrad": _torch(torch_kernels.adam, _amsgrad_state, regularized=cpu_kernels.adam),
+    "adam": _torch(torch_kernels.adam, _amsgrad_state, regularized=cpu_kernels.adam, cautious=True),
+    "amsgrad": _torch(torch_kernels.adam, _amsgrad_state, regularized=cpu_kernels.adam, cautious=True),
     # torch's _fused_adamw_ drifts from the chain (see cpu_kernels.adamw); ours on CPU.
     "adamw": FusedKernel(cpu=cpu_kernels.adamw, cpu_regularized=cpu_kernels.adamw,
-                         cuda=torch_kernels.adamw, check=_amsgrad_state),
+                         cuda=torch_kernels.adamw, check=_amsgrad_state, cautious=True),
     "adagrad": _torch(torch_kernels.adagrad),
     "rmsprop": _cpp(cpu_kernels.rmsprop),
     "adadelta": _cpp(cpu_kernels.adadelta),
     "adamax": _cpp(cpu_kernels.adamax),
     "nadam": _cpp(cpu_kernels.nadam),
     "radam": _cpp(cpu_kernels.radam),
-    "lion": _cpp(cpu_kernels.lion),
+    "lion": _cpp(cpu_kernels.lion, cautious=True),
     "lamb": _cpp(cpu_kernels.lamb, _amsgrad_state, shards=False),
     "lars": _cpp(cpu_kernels.lars, shards=False),
     "adamw_schedulefree": _cpp(cpu_kernels.adamw_schedulefree, _train_mode),
     "prodigy": _cpp(cpu_kernels.prodigy),
     "adafactor": _cpp(cpu_kernels.adafactor, shards=False),
     "muon": _cpp(cpu_kernels.muon, _muon_amsgrad_state),
-    "ademamix": _cpp(cpu_kernels.ademamix),
-    "adopt": _cpp(cpu_kernels.adopt),
-    "mars": _cpp(cpu_kernels.mars, _mars_state),
+    "ademamix": _cpp(cpu_kernels.ademamix, cautious=True),
+    "adopt": _cpp(cpu_kernels.adopt, cautious=True),
+    "mars": _cpp(cpu_kernels.mars, _mars_state, cautious=True),
 }
 
 
@@ -265,6 +270,8 @@ class FusedStep:
         regularized = [k for k in REGULARIZATION if group.get(k, 0) != 0]
         if regularized == ["l2"] and self.kernel.l2_is_weight_decay and group.get("weight_decay", 0) == 0:
             regularized = []  # the plain kernels take l2 as their weight_decay
+        if group.get("cautious"):
+            regularized.append("cautious=True")  # ours take it (cpu_regularized); torch's do not
         if device.type == "cuda":
             step = None if regularized else self.kernel.cuda
         elif device.type == "cpu":

@@ -10,7 +10,10 @@ State keys and formats are the chain's; tensors the chain creates lazily
 (momentum buffers, RMSprop's ``grad_avg``) are created here the same way.
 
 Every kernel also applies the universal regularization of ``optim.create``
-(``l1``, ``l2`` before the chain, ``decoupled_decay`` after it).
+(``l1``, ``l2`` before the chain, ``decoupled_decay`` after it), and those of
+adam, amsgrad, adamw, lion, ademamix, adopt and mars the cautious mask
+(``cautious=True``, ``transforms/cautious.py``) in a second pass: see
+:func:`_cautiously`.
 """
 
 from __future__ import annotations
@@ -50,6 +53,25 @@ def _reg(group: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def _cautiously(call, params, states, group) -> None:
+    """Run a kernel ``call(cautious=..., count=...)`` as the group asks.
+
+    Not cautious: one pass (``cautious=[]``). Cautious: a pass that computes the
+    direction d and counts the coordinates where ``d ⊙ u > 0`` without writing
+    anything, the counts summed over FSDP2 shards, each tensor's scale
+    ``numel / (count + 1)`` computed by torch as the chain computes it, then the
+    step, which multiplies d by ``1[d ⊙ u > 0] · scale``. The count is exact (a
+    double per tensor), as the chain's float32 sum is below 2²⁴ elements.
+    """
+    if not group.get("cautious"):
+        call(cautious=[], count=False)
+        return
+    counts = call(cautious=[], count=True)
+    totals = sharded.all_reduce_sum([c.to(p.dtype) for c, p in zip(counts.unbind(0), params)], states)
+    scales = [float(sharded.numel(p, s) / (c + 1)) for p, s, c in zip(params, states, totals)]
+    call(cautious=scales, count=False)
+
+
 def _adam_corrections(group, states) -> tuple[list[float], list[float]]:
     """scale_by_adam's ``1 − β₁ᵗ`` and ``√(1 − β₂ᵗ)`` per tensor."""
     b1, b2 = group["betas"]
@@ -59,12 +81,13 @@ def _adam_corrections(group, states) -> tuple[list[float], list[float]]:
 def _adam(params, grads, states, group, decoupled: bool) -> None:
     b1, b2 = group["betas"]
     amsgrad = bool(group["amsgrad"])
-    ops().adam(
+    args = (
         params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
         [s["max_exp_avg_sq"] for s in states] if amsgrad else [], *_adam_corrections(group, states),
-        lr=float(group["lr"]), beta1=b1, beta2=b2, eps=group["eps"],
-        weight_decay=group["weight_decay"], decoupled=decoupled, amsgrad=amsgrad, **_reg(group),
     )
+    options = dict(lr=float(group["lr"]), beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
+                   decoupled=decoupled, amsgrad=amsgrad, **_reg(group))
+    _cautiously(lambda **c: ops().adam(*args, **options, **c), params, states, group)
 
 
 def adam(params, grads, states, group) -> None:
@@ -84,10 +107,9 @@ def adamw(params, grads, states, group) -> None:
 
 def lion(params, grads, states, group) -> None:
     b1, b2 = group["betas"]
-    ops().lion(
-        params, grads, [s["exp_avg"] for s in states],
-        lr=float(group["lr"]), beta1=b1, beta2=b2, weight_decay=group["weight_decay"], **_reg(group),
-    )
+    args = (params, grads, [s["exp_avg"] for s in states])
+    options = dict(lr=float(group["lr"]), beta1=b1, beta2=b2, weight_decay=group["weight_decay"], **_reg(group))
+    _cautiously(lambda **c: ops().lion(*args, **options, **c), params, states, group)
 
 
 def rmsprop(params, grads, states, group) -> None:
@@ -283,13 +305,13 @@ def ademamix(params, grads, states, group) -> None:
     """One pass (csrc/modern.cpp); the schedules of α and β₃ from the transform's own code."""
     b1, b2, _ = group["betas"]
     scalars = [_ADEMAMIX.scalars(group, s["step"]) for s in states]
-    ops().ademamix(
+    args = (
         params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-        [s["exp_avg_slow"] for s in states], [c[0] for c in scalars], [c[1] for c in scalars],
-        [c[2] for c in scalars], [c[3] for c in scalars],
-        lr=float(group["lr"]), beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
-        decoupled=bool(group["weight_decouple"]), **_reg(group),
+        [s["exp_avg_slow"] for s in states], *([c[j] for c in scalars] for j in range(4)),
     )
+    options = dict(lr=float(group["lr"]), beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
+                   decoupled=bool(group["weight_decouple"]), **_reg(group))
+    _cautiously(lambda **c: ops().ademamix(*args, **options, **c), params, states, group)
 
 
 def adopt(params, grads, states, group) -> None:
@@ -300,13 +322,13 @@ def adopt(params, grads, states, group) -> None:
         by_step.setdefault(s["step"], []).append(i)
     for t, idx in by_step.items():
         clip = _ADOPT.clip(group, t)
-        ops().adopt(
-            [params[i] for i in idx], [grads[i] for i in idx], [states[i]["exp_avg"] for i in idx],
-            [states[i]["exp_avg_sq"] for i in idx], [int(t == 1)] * len(idx),
-            clip=0.0 if clip is None else clip, clipped=clip is not None,
-            lr=float(group["lr"]), beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
-            decoupled=bool(group["weight_decouple"]), **_reg(group),
-        )
+        ps, ss = [params[i] for i in idx], [states[i] for i in idx]
+        args = (ps, [grads[i] for i in idx], [s["exp_avg"] for s in ss], [s["exp_avg_sq"] for s in ss],
+                [int(t == 1)] * len(idx))
+        options = dict(clip=0.0 if clip is None else clip, clipped=clip is not None, lr=float(group["lr"]),
+                       beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
+                       decoupled=bool(group["weight_decouple"]), **_reg(group))
+        _cautiously(lambda a=args, o=options, **c: ops().adopt(*a, **o, **c), ps, ss, group)
 
 
 def mars(params, grads, states, group) -> None:
@@ -323,11 +345,12 @@ def mars(params, grads, states, group) -> None:
         totals = sharded.all_reduce_sum(list(sums.unbind(0)), states)
         norms = [float(x.sqrt()) for x in totals]
     ams = bool(group["ams_bound"])
-    ops().mars(
+    args = (
         params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
         [s["max_exp_avg_sq"] for s in states] if ams else [], last, norms,
         [1.0 - b1 ** s["step"] for s in states], [math.sqrt(1.0 - b2 ** s["step"]) for s in states],
-        lr=float(group["lr"]), beta1=b1, beta2=b2, factor=factor, eps=group["eps"],
-        weight_decay=group["weight_decay"], use_mars=use_mars, lion=use_mars and group["mars_type"] == "lion",
-        ams_bound=ams, **reg,
     )
+    options = dict(lr=float(group["lr"]), beta1=b1, beta2=b2, factor=factor, eps=group["eps"],
+                   weight_decay=group["weight_decay"], use_mars=use_mars,
+                   lion=use_mars and group["mars_type"] == "lion", ams_bound=ams, **reg)
+    _cautiously(lambda **c: ops().mars(*args, **options, **c), params, states, group)

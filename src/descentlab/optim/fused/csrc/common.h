@@ -31,6 +31,7 @@
 #include <cmath>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -184,6 +185,55 @@ inline std::pair<double, double> sum_squares(int64_t numel, const F& f) {
 template <typename T>
 inline T* ptr(const at::Tensor& t) { return t.data_ptr<T>(); }
 
+// -- Cautious updates (transforms/cautious.py) ------------------------------------
+//
+// The mask of Liang et al. 2024 on a direction d, given the gradient u it is
+// compared with: d ⊙ 1[d ⊙ u > 0] · scale, with scale = numel / (Σ1[d ⊙ u > 0] + 1)
+// per tensor. The count needs the whole tensor before any element is written, so
+// a cautious step is two passes over one element function `step(i, n, commit)`
+// returning (d, u): a count pass with commit = false (nothing stored), then the
+// step with commit = true, the scale known. A kernel without `cautious` runs the
+// second pass alone, as before.
+
+template <typename T>
+inline V<T> caution(const V<T>& d, const V<T>& u, const V<T>& scale) {
+  const V<T> zero = splat<T>(0);
+  return d * V<T>::blendv(zero, scale, zero < d * u);  // the chain's d * (1[d*u > 0] * scale)
+}
+
+using Commit = std::true_type;
+using Peek = std::false_type;
+
+// The per-tensor cautious arguments of a kernel: `scales` (empty: not cautious)
+// and `counts` (non-null: the count pass, into counts[k]).
+struct Cautious {
+  at::ArrayRef<double> scales;
+  double* counts = nullptr;
+  bool on() const { return !scales.empty(); }
+};
+
+// Runs the element function of tensor k over [0, numel) (see above).
+template <typename T, typename F>
+inline void run_step(int64_t numel, const Cautious& c, size_t k, const F& step) {
+  if (c.counts != nullptr) {
+    c.counts[k] = sums<T, 64, false>(numel, [=](int64_t i, int64_t n) {
+      const auto du = step(i, n, Peek{});
+      const V<T> zero = splat<T>(0);
+      return std::make_pair(V<T>::blendv(zero, splat<T>(1), zero < du.first * du.second), zero);
+    }).first;
+  } else {
+    for_each<T>(numel, [=](int64_t i, int64_t n) { step(i, n, Commit{}); });
+  }
+}
+
+// The count pass's output (one double per tensor), or an empty tensor.
+inline at::Tensor count_buffer(bool count, size_t size, Cautious& c) {
+  if (!count) return at::empty({0}, at::kDouble);
+  at::Tensor out = at::zeros({static_cast<int64_t>(size)}, at::kDouble);
+  c.counts = out.data_ptr<double>();
+  return out;
+}
+
 // The kernels index every tensor of a parameter as one contiguous array of
 // its dtype: check that (cheaply, per call) rather than trust the caller. An
 // empty list is a state the options do not use. `sizes` gives a list whose
@@ -251,16 +301,19 @@ struct AdamMoments {
 
 // Updates m, v (and the running maximum of v when vmax) at [i, i + n);
 // returns (m, the second moment to divide by).
-template <typename T>
+// (kCommit false: computes them, stores nothing.)
+template <typename T, bool kCommit = true>
 inline std::pair<V<T>, V<T>> adam_moments(const AdamMoments<T>& adam, const V<T>& u, T* m, T* v,
                                           T* vmax, int64_t i, int64_t n) {
   const V<T> mi = adam.first(load(m + i, n), u);
-  store(mi, m + i, n);
   V<T> vi = adam.second(load(v + i, n), u);
-  store(vi, v + i, n);
+  if constexpr (kCommit) {
+    store(mi, m + i, n);
+    store(vi, v + i, n);
+  }
   if (vmax != nullptr) {
     vi = at::vec::maximum(load(vmax + i, n), vi);
-    store(vi, vmax + i, n);
+    if constexpr (kCommit) store(vi, vmax + i, n);
   }
   return {mi, vi};
 }

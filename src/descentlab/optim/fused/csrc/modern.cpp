@@ -12,15 +12,19 @@ namespace {
 //   m1 = lerp(m1, u, 1-b1); v = b2*v + (1-b2)*u*u; m2 = lerp(m2, u, 1-b3t)
 //   d  = (m1/bc1 + alpha_t*m2) / (sqrt(v)/sbc2 + eps)   [+ wd*p when decoupled]
 
-void ademamix(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+at::Tensor ademamix(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
               at::TensorList exp_avg_sqs, at::TensorList exp_avg_slows, at::ArrayRef<double> bias_corrections1,
               at::ArrayRef<double> sqrt_bias_corrections2, at::ArrayRef<double> alphas,
               at::ArrayRef<double> beta3s, double lr, double beta1, double beta2, double eps,
-              double weight_decay, bool decoupled, double l1, double l2, double decay) {
+              double weight_decay, bool decoupled, double l1, double l2, double decay,
+              at::ArrayRef<double> cautious, bool count) {
   check_tensors("ademamix", params,
                 {{"grads", grads}, {"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs},
                  {"exp_avg_slows", exp_avg_slows}});
   DL_REQUIRE("ademamix", bias_corrections1.size() == params.size() && beta3s.size() == params.size());
+  DL_REQUIRE("ademamix", cautious.empty() || cautious.size() == params.size());
+  Cautious c{cautious};
+  at::Tensor counts = count_buffer(count, params.size(), c);
   for_tensors("ademamix", params, [&](auto zero, size_t k) {
     using T = decltype(zero);
     T* p = ptr<T>(params[k]);
@@ -33,21 +37,27 @@ void ademamix(at::TensorList params, at::TensorList grads, at::TensorList exp_av
     const V<T> b2 = splat<T>(beta2), c2 = splat<T>(1.0 - beta2), e = splat<T>(eps);
     const V<T> bc1 = splat<T>(bias_corrections1[k]), sbc2 = splat<T>(sqrt_bias_corrections2[k]);
     const V<T> alpha = splat<T>(alphas[k]), wd = splat<T>(weight_decay);
-    const bool decay_p = decoupled && weight_decay != 0;
-    for_each<T>(params[k].numel(), [=](int64_t i, int64_t n) {
+    const V<T> scale = splat<T>(c.on() ? c.scales[k] : 1.0);
+    const bool decay_p = decoupled && weight_decay != 0, masked = c.on();
+    run_step<T>(params[k].numel(), c, k, [=](int64_t i, int64_t n, auto commit) {
       const V<T> pi = load(p + i, n);
       const V<T> u = reg.grad(g, pi, i, n);
       const V<T> a = fast(load(m1 + i, n), u);
       const V<T> s = muladd(c2 * u, u, load(v + i, n) * b2);
       const V<T> b = slow(load(m2 + i, n), u);
-      store(a, m1 + i, n);
-      store(s, v + i, n);
-      store(b, m2 + i, n);
-      V<T> d = muladd(b, alpha, a / bc1) / (s.sqrt() / sbc2 + e);
-      if (decay_p) d = muladd(pi, wd, d);
-      store(reg.post(d, pi), p + i, n);
+      const V<T> dir = muladd(b, alpha, a / bc1) / (s.sqrt() / sbc2 + e);
+      if constexpr (decltype(commit)::value) {
+        store(a, m1 + i, n);
+        store(s, v + i, n);
+        store(b, m2 + i, n);
+        V<T> d = masked ? caution(dir, u, scale) : dir;
+        if (decay_p) d = muladd(pi, wd, d);
+        store(reg.post(d, pi), p + i, n);
+      }
+      return std::make_pair(dir, u);
     });
   });
+  return counts;
 }
 
 // -- ADOPT ----------------------------------------------------------------------
@@ -55,11 +65,15 @@ void ademamix(at::TensorList params, at::TensorList grads, at::TensorList exp_av
 //   later:      x = clamp(u / max(sqrt(v), eps), -c, c); m = lerp(m, x, 1-b1);
 //               v = b2*v + (1-b2)*u*u; d = m                 [+ wd*p when decoupled]
 
-void adopt(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+at::Tensor adopt(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
            at::IntArrayRef first, double clip, bool clipped, double lr, double beta1, double beta2,
-           double eps, double weight_decay, bool decoupled, double l1, double l2, double decay) {
+           double eps, double weight_decay, bool decoupled, double l1, double l2, double decay,
+           at::ArrayRef<double> cautious, bool count) {
   check_tensors("adopt", params, {{"grads", grads}, {"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}});
   DL_REQUIRE("adopt", first.size() == params.size());
+  DL_REQUIRE("adopt", cautious.empty() || cautious.size() == params.size());
+  Cautious c{cautious};
+  at::Tensor counts = count_buffer(count, params.size(), c);
   for_tensors("adopt", params, [&](auto zero, size_t k) {
     using T = decltype(zero);
     T* p = ptr<T>(params[k]);
@@ -70,26 +84,35 @@ void adopt(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
     const Lerp<T> to_x(1.0 - beta1);
     const V<T> b2 = splat<T>(beta2), c2 = splat<T>(1.0 - beta2), e = splat<T>(eps);
     const V<T> hi = splat<T>(clip), lo = splat<T>(-clip), wd = splat<T>(weight_decay);
-    const bool decay_p = decoupled && weight_decay != 0, is_first = first[k] != 0;
-    for_each<T>(params[k].numel(), [=](int64_t i, int64_t n) {
+    const V<T> scale = splat<T>(c.on() ? c.scales[k] : 1.0);
+    const bool decay_p = decoupled && weight_decay != 0, is_first = first[k] != 0, masked = c.on();
+    run_step<T>(params[k].numel(), c, k, [=](int64_t i, int64_t n, auto commit) {
+      constexpr bool kCommit = decltype(commit)::value;
       const V<T> pi = load(p + i, n);
       const V<T> u = reg.grad(g, pi, i, n);
       const V<T> vi = load(v + i, n);
-      V<T> d;
+      V<T> dir;
       if (is_first) {
-        store(muladd(u, u, vi), v + i, n);
-        d = splat<T>(0);
+        if constexpr (kCommit) store(muladd(u, u, vi), v + i, n);
+        dir = splat<T>(0);
       } else {
         V<T> x = u / at::vec::maximum(vi.sqrt(), e);
         if (clipped) x = at::vec::clamp(x, lo, hi);
-        d = to_x(load(m + i, n), x);
-        store(d, m + i, n);
-        store(muladd(c2 * u, u, vi * b2), v + i, n);
+        dir = to_x(load(m + i, n), x);
+        if constexpr (kCommit) {
+          store(dir, m + i, n);
+          store(muladd(c2 * u, u, vi * b2), v + i, n);
+        }
       }
-      if (decay_p) d = muladd(pi, wd, d);
-      store(reg.post(d, pi), p + i, n);
+      if constexpr (kCommit) {
+        V<T> d = masked ? caution(dir, u, scale) : dir;
+        if (decay_p) d = muladd(pi, wd, d);
+        store(reg.post(d, pi), p + i, n);
+      }
+      return std::make_pair(dir, u);
     });
   });
+  return counts;
 }
 
 // -- MARS -----------------------------------------------------------------------
@@ -126,16 +149,20 @@ at::Tensor mars_sums(at::TensorList params, at::TensorList grads, at::TensorList
   return out;
 }
 
-void mars(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+at::Tensor mars(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
           at::TensorList max_exp_avg_sqs, at::TensorList last_grads, at::ArrayRef<double> norms,
           at::ArrayRef<double> bias_corrections1, at::ArrayRef<double> sqrt_bias_corrections2, double lr,
           double beta1, double beta2, double factor, double eps, double weight_decay, bool use_mars,
-          bool lion, bool ams_bound, double l1, double l2, double decay) {
+          bool lion, bool ams_bound, double l1, double l2, double decay, at::ArrayRef<double> cautious,
+          bool count) {
   check_tensors("mars", params,
                 {{"grads", grads}, {"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs},
                  {"max_exp_avg_sqs", max_exp_avg_sqs}, {"last_grads", last_grads}});
   DL_REQUIRE("mars", norms.size() == params.size() && bias_corrections1.size() == params.size());
   DL_REQUIRE("mars", !ams_bound || !max_exp_avg_sqs.empty());
+  DL_REQUIRE("mars", cautious.empty() || cautious.size() == params.size());
+  Cautious cau{cautious};
+  at::Tensor counts = count_buffer(count, params.size(), cau);
   for_tensors("mars", params, [&](auto zero, size_t k) {
     using T = decltype(zero);
     T* p = ptr<T>(params[k]);
@@ -150,31 +177,38 @@ void mars(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, 
     const V<T> e = splat<T>(eps), tiny = splat<T>(1e-15), wd = splat<T>(weight_decay);
     const V<T> norm = splat<T>(norms[k]);
     const V<T> bc1 = splat<T>(bias_corrections1[k]), sbc2 = splat<T>(sqrt_bias_corrections2[k]);
-    const bool scale = use_mars && norms[k] > 1.0, has_wd = weight_decay != 0;
-    for_each<T>(params[k].numel(), [=](int64_t i, int64_t n) {
+    const V<T> scale = splat<T>(cau.on() ? cau.scales[k] : 1.0);
+    const bool scaled = use_mars && norms[k] > 1.0, has_wd = weight_decay != 0, masked = cau.on();
+    run_step<T>(params[k].numel(), cau, k, [=](int64_t i, int64_t n, auto commit) {
+      constexpr bool kCommit = decltype(commit)::value;
       const V<T> pi = load(p + i, n);
       const V<T> u = reg.grad(g, pi, i, n);
       V<T> c = mars_c(u, last, f, use_mars, i, n);
-      if (scale) c = c / norm;
+      if (scaled) c = c / norm;
       const V<T> mi = to_c(load(m + i, n), c);
-      store(mi, m + i, n);
-      V<T> d;
+      if constexpr (kCommit) store(mi, m + i, n);
+      V<T> dir;
       if (lion) {
-        d = sgn(mi);
+        dir = sgn(mi);
       } else {
         V<T> s = muladd(c2 * c, c, load(v + i, n) * b2);
-        store(s, v + i, n);
+        if constexpr (kCommit) store(s, v + i, n);
         if (ams_bound) {
           s = at::vec::maximum(load(vmax + i, n), s);
-          store(s, vmax + i, n);
+          if constexpr (kCommit) store(s, vmax + i, n);
         }
-        d = mi / (((s + tiny).sqrt() + e) / sbc2 * bc1);
+        dir = mi / (((s + tiny).sqrt() + e) / sbc2 * bc1);
       }
-      store(u, last + i, n);
-      if (has_wd) d = muladd(pi, wd, d);
-      store(reg.post(d, pi), p + i, n);
+      if constexpr (kCommit) {
+        store(u, last + i, n);
+        V<T> d = masked ? caution(dir, u, scale) : dir;
+        if (has_wd) d = muladd(pi, wd, d);
+        store(reg.post(d, pi), p + i, n);
+      }
+      return std::make_pair(dir, u);
     });
   });
+  return counts;
 }
 
 }  // namespace
@@ -185,15 +219,17 @@ TORCH_LIBRARY_FRAGMENT(descentlab_fused, m) {
   m.def("ademamix(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
         "Tensor(d!)[] exp_avg_slows, float[] bias_corrections1, float[] sqrt_bias_corrections2, "
         "float[] alphas, float[] beta3s, float lr, float beta1, float beta2, float eps, "
-        "float weight_decay, bool decoupled, float l1, float l2, float decay) -> ()", &ademamix);
+        "float weight_decay, bool decoupled, float l1, float l2, float decay, float[] cautious, "
+        "bool count) -> Tensor", &ademamix);
   m.def("adopt(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
         "int[] first, float clip, bool clipped, float lr, float beta1, float beta2, float eps, "
-        "float weight_decay, bool decoupled, float l1, float l2, float decay) -> ()", &adopt);
+        "float weight_decay, bool decoupled, float l1, float l2, float decay, float[] cautious, "
+        "bool count) -> Tensor", &adopt);
   m.def("mars_sums(Tensor[] params, Tensor[] grads, Tensor[] last_grads, float factor, float l1, "
         "float l2) -> Tensor", &mars_sums);
   m.def("mars(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
         "Tensor(d!)[] max_exp_avg_sqs, Tensor(e!)[] last_grads, float[] norms, float[] bias_corrections1, "
         "float[] sqrt_bias_corrections2, float lr, float beta1, float beta2, float factor, float eps, "
         "float weight_decay, bool use_mars, bool lion, bool ams_bound, float l1, float l2, "
-        "float decay) -> ()", &mars);
+        "float decay, float[] cautious, bool count) -> Tensor", &mars);
 }

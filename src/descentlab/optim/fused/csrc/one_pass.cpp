@@ -14,9 +14,13 @@ namespace {
 
 // -- Lion ---------------------------------------------------------------------
 
-void lion(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, double lr,
-          double beta1, double beta2, double weight_decay, double l1, double l2, double decay) {
+at::Tensor lion(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, double lr,
+                double beta1, double beta2, double weight_decay, double l1, double l2, double decay,
+                at::ArrayRef<double> cautious, bool count) {
   check_tensors("lion", params, {{"grads", grads}, {"exp_avgs", exp_avgs}});
+  DL_REQUIRE("lion", cautious.empty() || cautious.size() == params.size());
+  Cautious c{cautious};
+  at::Tensor counts = count_buffer(count, params.size(), c);
   for_tensors("lion", params, [&](auto zero, size_t k) {
     using T = decltype(zero);
     T* p = ptr<T>(params[k]);
@@ -25,17 +29,24 @@ void lion(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, 
     const Reg<T> reg(l1, l2, decay, lr);
     const V<T> b1 = splat<T>(beta1), c1 = splat<T>(1.0 - beta1);
     const V<T> b2 = splat<T>(beta2), c2 = splat<T>(1.0 - beta2);
-    const V<T> wd = splat<T>(weight_decay);
-    const bool has_wd = weight_decay != 0;
-    for_each<T>(params[k].numel(), [=](int64_t i, int64_t n) {
+    const V<T> wd = splat<T>(weight_decay), scale = splat<T>(c.on() ? c.scales[k] : 1.0);
+    const bool has_wd = weight_decay != 0, masked = c.on();
+    run_step<T>(params[k].numel(), c, k, [=](int64_t i, int64_t n, auto commit) {
       const V<T> pi = load(p + i, n), mi = load(m + i, n);
       const V<T> u = reg.grad(g, pi, i, n);
       V<T> d = sgn(muladd(u, c1, mi * b1));
-      store(muladd(u, c2, mi * b2), m + i, n);
-      if (has_wd) d = muladd(pi, wd, d);
-      store(reg.post(d, pi), p + i, n);
+      if constexpr (decltype(commit)::value) {
+        store(muladd(u, c2, mi * b2), m + i, n);
+        const V<T> dir = d;
+        if (masked) d = caution(d, u, scale);
+        if (has_wd) d = muladd(pi, wd, d);
+        store(reg.post(d, pi), p + i, n);
+        return std::make_pair(dir, u);
+      }
+      return std::make_pair(d, u);
     });
   });
+  return counts;
 }
 
 // -- RMSprop (plain or centered, with heavy-ball or Nesterov momentum) ----------
@@ -255,17 +266,21 @@ void adamw_schedulefree(at::TensorList params, at::TensorList grads, at::TensorL
 
 // -- Adam, AMSGrad, AdamW ----------------------------------------------------------
 
-void adam(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
-          at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
-          at::ArrayRef<double> bias_corrections1, at::ArrayRef<double> sqrt_bias_corrections2,
-          double lr, double beta1, double beta2, double eps, double weight_decay, bool decoupled,
-          bool amsgrad, double l1, double l2, double decay) {
+at::Tensor adam(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
+                at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs,
+                at::ArrayRef<double> bias_corrections1, at::ArrayRef<double> sqrt_bias_corrections2,
+                double lr, double beta1, double beta2, double eps, double weight_decay, bool decoupled,
+                bool amsgrad, double l1, double l2, double decay, at::ArrayRef<double> cautious,
+                bool count) {
   check_tensors("adam", params,
                 {{"grads", grads}, {"exp_avgs", exp_avgs},
                  {"exp_avg_sqs", exp_avg_sqs}, {"max_exp_avg_sqs", max_exp_avg_sqs}});
   DL_REQUIRE("adam", !amsgrad || !max_exp_avg_sqs.empty());
   DL_REQUIRE("adam", bias_corrections1.size() == params.size());
   DL_REQUIRE("adam", sqrt_bias_corrections2.size() == params.size());
+  DL_REQUIRE("adam", cautious.empty() || cautious.size() == params.size());
+  Cautious c{cautious};
+  at::Tensor counts = count_buffer(count, params.size(), c);
   for_tensors("adam", params, [&](auto zero, size_t k) {
     using T = decltype(zero);
     T* p = ptr<T>(params[k]);
@@ -275,16 +290,23 @@ void adam(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
     T* vmax = amsgrad ? ptr<T>(max_exp_avg_sqs[k]) : nullptr;
     const Reg<T> reg(l1, l2, decay, lr, decoupled ? 0.0 : weight_decay);
     const AdamMoments<T> adam(beta1, beta2, eps, bias_corrections1[k], sqrt_bias_corrections2[k]);
-    const V<T> wd = splat<T>(weight_decay);
-    const bool decoupled_wd = weight_decay != 0 && decoupled;
-    for_each<T>(params[k].numel(), [=](int64_t i, int64_t n) {
+    const V<T> wd = splat<T>(weight_decay), scale = splat<T>(c.on() ? c.scales[k] : 1.0);
+    const bool decoupled_wd = weight_decay != 0 && decoupled, masked = c.on();
+    run_step<T>(params[k].numel(), c, k, [=](int64_t i, int64_t n, auto commit) {
+      constexpr bool kCommit = decltype(commit)::value;
       const V<T> pi = load(p + i, n);
-      const auto mv = adam_moments(adam, reg.grad(g, pi, i, n), m, v, vmax, i, n);
-      V<T> d = adam.direction(mv.first, mv.second);
-      if (decoupled_wd) d = muladd(pi, wd, d);
-      store(reg.post(d, pi), p + i, n);
+      const V<T> u = reg.grad(g, pi, i, n);
+      const auto mv = adam_moments<T, kCommit>(adam, u, m, v, vmax, i, n);
+      const V<T> dir = adam.direction(mv.first, mv.second);
+      if constexpr (kCommit) {
+        V<T> d = masked ? caution(dir, u, scale) : dir;
+        if (decoupled_wd) d = muladd(pi, wd, d);
+        store(reg.post(d, pi), p + i, n);
+      }
+      return std::make_pair(dir, u);
     });
   });
+  return counts;
 }
 
 }  // namespace
@@ -293,7 +315,8 @@ void adam(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
 TORCH_LIBRARY(descentlab_fused, m) {
   using namespace descentlab;
   m.def("lion(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, float lr, float beta1, "
-        "float beta2, float weight_decay, float l1, float l2, float decay) -> ()", &lion);
+        "float beta2, float weight_decay, float l1, float l2, float decay, float[] cautious, "
+        "bool count) -> Tensor", &lion);
   m.def("rmsprop(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] square_avgs, "
         "Tensor(c!)[] grad_avgs, Tensor(d!)[] momentum_buffers, int[] fresh, float lr, float alpha, "
         "float eps, float weight_decay, float momentum, float dampening, bool nesterov, "
@@ -319,6 +342,6 @@ TORCH_LIBRARY(descentlab_fused, m) {
   m.def("adam(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, "
         "Tensor(c!)[] exp_avg_sqs, Tensor(d!)[] max_exp_avg_sqs, float[] bias_corrections1, "
         "float[] sqrt_bias_corrections2, float lr, float beta1, float beta2, float eps, "
-        "float weight_decay, bool decoupled, bool amsgrad, float l1, float l2, float decay) -> ()",
-        &adam);
+        "float weight_decay, bool decoupled, bool amsgrad, float l1, float l2, float decay, "
+        "float[] cautious, bool count) -> Tensor", &adam);
 }
