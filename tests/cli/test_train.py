@@ -105,16 +105,31 @@ def _rows(out: Path):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-def test_sigkill_mid_epoch_then_resume_is_bitwise_exact(tmp_path):
+# adamw; and the preconditioned optimizers of issue 33 killed between two preconditioner
+# updates: soap refreshes its eigenbasis every 29 steps (no checkpoint of the run, every 20
+# steps, falls on a multiple of 29); kron updates its factors at random steps, drawn from a
+# generator whose state is in the checkpoint.
+SIGKILLED = {
+    "adamw": ["--optimizer", "adamw", "--steps", "4000", "--checkpoint-every", "100", "--early-stopping", "1000"],
+    "soap": ["--optimizer", "soap", "--opt", "precondition_frequency=29", "--steps", "400", "--checkpoint-every",
+             "20"],
+    "kron": ["--optimizer", "kron", "--opt", "pre_conditioner_update_probability=0.3", "--steps", "400",
+             "--checkpoint-every", "20"],
+}
+
+
+@pytest.mark.parametrize("name", list(SIGKILLED))
+def test_sigkill_mid_epoch_then_resume_is_bitwise_exact(tmp_path, name):
     """A real process is killed with SIGKILL mid-run; --resume finishes it with
     exactly the parameters, optimizer state and metrics of an uninterrupted run."""
-    args = ["train", "--workload", "linreg", "--optimizer", "adamw", "--schedule", "cosine",
-            "--steps", "4000", "--checkpoint-every", "100", "--early-stopping", "1000", "--quiet"]
+    args = ["train", "--workload", "linreg", *SIGKILLED[name], "--schedule", "cosine", "--quiet"]
+    steps = int(args[args.index("--steps") + 1])
     full, killed = tmp_path / "full", tmp_path / "killed"
     ref = _cli(*args, "--out", str(full))
 
-    killed_at = kill_after_checkpoint(_cli(*args, "--out", str(killed)), killed / "checkpoints", 300)
-    assert killed_at < 4000 and killed_at % 23 != 0, "the kill should land mid-run and mid-epoch"
+    killed_at = kill_after_checkpoint(_cli(*args, "--out", str(killed)), killed / "checkpoints", steps // 7)
+    assert killed_at < steps and killed_at % 23 != 0, "the kill should land mid-run and mid-epoch"
+    assert name != "soap" or killed_at % 29 != 0, "the kill should land between two eigenbasis refreshes"
 
     resumed = subprocess.run([sys.executable, "-m", "descentlab", *args, "--out", str(killed), "--resume"],
                              capture_output=True, text=True, timeout=300)
@@ -123,7 +138,7 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_exact(tmp_path):
     assert ref.returncode == 0
 
     a, b = _model(full), _model(killed)
-    assert a["loop"]["step"] == b["loop"]["step"] == 4000
+    assert a["loop"]["step"] == b["loop"]["step"] == steps
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     for pa, pb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
