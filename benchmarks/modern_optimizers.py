@@ -57,7 +57,7 @@ Factory = Callable[[list[torch.Tensor]], object]
 
 #: Bytes a minimal elementwise step moves per float32 parameter (reads + writes).
 #: mars: its first pass reads g and the last gradient for the norms (+8).
-BYTES = {"adamw": 28, "ademamix": 36, "adopt": 28, "mars": 44, "cautious adamw": 28, "bf16-state adamw": 16}
+BYTES = {"adamw": 28, "ademamix": 36, "adopt": 28, "mars": 44, "cautious adamw": 28, "bf16-state adamw": 20}
 
 #: Our settings for a name (the preconditioner every 10 steps).
 OURS: dict[str, tuple[str, dict]] = {

@@ -139,8 +139,9 @@ def test_resume_is_exact(fused):
 
 
 def test_the_fused_kernel_serves_bfloat16_state():
+    """lion: its float32 kernel on the widened state."""
     params = make_params(SHAPES)
-    opt = optim.create("adamw", params, state_dtype="bfloat16")
+    opt = optim.create("lion", params, state_dtype="bfloat16")
     calls = []
     inner = opt._fused_step
     opt._fused_step = lambda *a: calls.append(inner(*a)) or calls[-1]
@@ -148,6 +149,56 @@ def test_the_fused_kernel_serves_bfloat16_state():
     from descentlab.optim.fused import build
 
     assert calls == ([True, True] if build.available() is None else [False, False])
+
+
+def _direct_spy(opt, direct: bool) -> list[int]:
+    """Count the steps of adamw's bfloat16 kernel; ``direct=False`` takes it away (the
+    widen → float32 kernel → stochastic_round_bf16 path)."""
+    import dataclasses
+
+    kernel = opt._fused_step.kernel
+    calls: list[int] = []
+
+    def spy(*args):
+        calls.append(1)
+        return kernel.cpu_bf16(*args)
+
+    opt._fused_step.kernel = dataclasses.replace(kernel, cpu_bf16=spy if direct else None)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "hparams",
+    [{}, {"weight_decay": 0.1, "amsgrad": True}, {"l1": 1e-3, "l2": 1e-2, "decoupled_decay": 0.1, "maximize": True}],
+    ids=["default", "wd_amsgrad", "regularized_maximize"],
+)
+def test_the_adamw_bfloat16_kernel_equals_widening_bit_for_bit(hparams):
+    """adamw reads and writes its bfloat16 moments in one pass (csrc/lowprec.cpp): the same
+    parameters and state, bit for bit, as widening them, the float32 kernel and the C++
+    stochastic rounding, over 40 steps of two param groups, one parameter larger than a
+    parallel chunk (the rounding bits are those of each element's index)."""
+    from descentlab.optim.fused import build
+
+    if build.available() is not None:
+        pytest.skip(f"C++ kernels unavailable: {build.available()}")
+    shapes = [*SHAPES, (300, 131)]
+    grads = make_grads(shapes, steps=40)
+    out = {}
+    for direct in (True, False):
+        params = make_params(shapes)
+        opt = optim.create("adamw", [{"params": params[:2]}, {"params": params[2:], "lr": 3e-3}],
+                           state_dtype="bfloat16", **hparams)
+        calls = _direct_spy(opt, direct)
+        run(opt, params, grads)
+        out[direct] = (params, opt, len(calls))
+    (fast, fast_opt, n), (slow, slow_opt, _) = out[True], out[False]
+    assert n == 2 * 40, "the bfloat16 kernel did not take every step"
+    for a, b in zip(fast, slow):
+        assert torch.equal(a, b)
+        for key, value in slow_opt.state[b].items():
+            got = fast_opt.state[a][key]
+            assert (torch.equal(got, value) and got.dtype == value.dtype) if torch.is_tensor(value) else got == value
+    assert not torch.equal(fast[0], make_params(shapes)[0])
 
 
 def test_invalid_state_dtype_names_the_value():

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from . import lowprec, sharded
+from .fused import low_precision_step
 from .base import Transform, boolean
 
 #: Keys every param group has, whatever the chain.
@@ -243,6 +244,10 @@ class ChainOptimizer(torch.optim.Optimizer):
         if positions is None:
             self._step_group(params, grads, states, group)
             return
+        low_grads = torch._foreach_neg(grads) if group["maximize"] else grads
+        if low_precision_step(self._fused_step, params, low_grads, states, group,
+                                    lambda: lowprec.key_seeds(params, states, positions)):
+            return  # one pass on the bfloat16 state (fused/cpu_kernels.py: adamw_bf16)
         works = lowprec.widen(params, states)
         self._step_group(params, grads, works, group)
         lowprec.narrow_(params, states, works, positions, kernel=group.get("fused") is not False)

@@ -4,7 +4,9 @@
 tensor of the parameter's shape (moments, momentum buffers, last gradients:
 the elementwise state) in bfloat16, half the bytes of float32. Each step
 works on float32 copies, exactly as without the option (fused kernels
-included), and writes the new state back with *stochastic rounding*: a
+included), and writes the new state back with *stochastic rounding* (adamw's
+CPU kernel does the three in one pass, without the copies, bit for bit the
+same: ``fused.low_precision_step``): a
 value between two bfloat16 neighbours becomes the upper one with probability
 equal to its distance from the lower one, so the rounding is unbiased and
 an EMA with β close to 1 still moves (round-to-nearest would drop updates
@@ -91,23 +93,34 @@ def _kernel():
         return None
 
 
+def key_seeds(params: list[Tensor], works: list[dict], positions: list[int]) -> list[dict[str, int]]:
+    """The seed :func:`narrow_` gives the C++ rounding of each elementwise key of each state
+    (a direct bfloat16 kernel draws the same bits with them)."""
+    out = []
+    for p, work, pos in zip(params, works, positions):
+        seed = (int(work["step"]) * 1_000_003 + pos) % (1 << 62)
+        out.append({key: (seed * 64 + index) % (1 << 62) for index, key in enumerate(work)
+                    if elementwise(work[key], p)})
+    return out
+
+
 def narrow_(params: list[Tensor], states: list[dict], works: list[dict], positions: list[int],
             kernel: bool = False) -> None:
     """Write the working copies back: elementwise tensors stochastically rounded to
     bfloat16, everything else as it is. ``kernel``: round with the C++ op where it
     applies (CPU float32 contiguous tensors, the kernels loaded)."""
     op = _kernel() if kernel else None
-    for p, state, work, pos in zip(params, states, works, positions):
+    for p, state, work, pos, seeds in zip(params, states, works, positions, key_seeds(params, works, positions)):
         seed = (int(work["step"]) * 1_000_003 + pos) % (1 << 62)
         gen = None
-        for index, (key, value) in enumerate(work.items()):
+        for key, value in work.items():
             old = state.get(key)
             if elementwise(value, p) and value.dtype != torch.bfloat16:
                 if not (isinstance(old, Tensor) and old.dtype == torch.bfloat16 and old.shape == value.shape):
                     old = state[key] = torch.empty_like(value, dtype=torch.bfloat16)
                 if (op is not None and value.dtype == torch.float32 and value.device.type == "cpu"
                         and value.is_contiguous() and old.is_contiguous()):
-                    op(old, value, (seed * 64 + index) % (1 << 62))
+                    op(old, value, seeds[key])
                 else:
                     if gen is None:
                         gen = torch.Generator(device=p.device).manual_seed(seed)

@@ -126,6 +126,9 @@ class FusedKernel:
             over whole tensors (lamb, lars, adafactor): the chain steps those.
         cautious: the steps take ``cautious=True`` (the mask of
             ``transforms/cautious.py``); otherwise such groups use the chain.
+        cpu_bf16: a CPU step on bfloat16 state (``state_dtype="bfloat16"``),
+            ``step(params, grads, states, group, seeds)``, equal to widening the
+            state, ``cpu`` and ``lowprec.narrow_``; None: those three.
     """
 
     cpu: StepFn
@@ -135,6 +138,7 @@ class FusedKernel:
     l2_is_weight_decay: bool = False
     shards: bool = True
     cautious: bool = False
+    cpu_bf16: Callable[..., None] | None = None
 
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if self.cuda is not None else ("cpu",)
@@ -164,7 +168,8 @@ KERNELS: dict[str, FusedKernel] = {
     "amsgrad": _torch(torch_kernels.adam, _amsgrad_state, regularized=cpu_kernels.adam, cautious=True),
     # torch's _fused_adamw_ drifts from the chain (see cpu_kernels.adamw); ours on CPU.
     "adamw": FusedKernel(cpu=cpu_kernels.adamw, cpu_regularized=cpu_kernels.adamw,
-                         cuda=torch_kernels.adamw, check=_amsgrad_state, cautious=True),
+                         cuda=torch_kernels.adamw, check=_amsgrad_state, cautious=True,
+                         cpu_bf16=cpu_kernels.adamw_bf16),
     "adagrad": _torch(torch_kernels.adagrad),
     "rmsprop": _cpp(cpu_kernels.rmsprop),
     "adadelta": _cpp(cpu_kernels.adadelta),
@@ -338,6 +343,39 @@ class FusedStep:
         grads = [g if g.is_contiguous() else g.contiguous() for g in grads]
         step(params, grads, states, group)
         return True
+
+
+def _bf16_ready(params, grads, states, group) -> bool:
+    """Whether a direct bfloat16-state step can take these tensors: float32 contiguous CPU
+    parameters and gradients, the state's elementwise tensors bfloat16 and contiguous."""
+    for p, g, state in zip(params, grads, states):
+        if not (p.is_cpu and p.dtype == torch.float32 and p.is_contiguous() and g.dtype == torch.float32
+                and g.is_cpu and g.is_contiguous() and not g.is_sparse and g.shape == p.shape):
+            return False
+        for value in state.values():
+            if isinstance(value, Tensor) and value.shape == p.shape and value.ndim > 0 and (
+                    value.dtype != torch.bfloat16 or not value.is_contiguous() or not value.is_cpu):
+                return False
+    return True
+
+
+def low_precision_step(fused: FusedStep | None, params: list[Tensor], grads: list[Tensor], states: list[dict],
+                       group: dict, seeds: "Callable[[], list[dict[str, int]]]") -> bool:
+    """Do a ``state_dtype="bfloat16"`` step with the kernel that reads and writes the
+    bfloat16 state directly, where there is one and it applies (True); otherwise nothing
+    (False: the caller widens the state and steps as usual, errors included)."""
+    kernel = getattr(fused, "kernel", None)  # (a test may wrap the fused step)
+    if kernel is None or kernel.cpu_bf16 is None:
+        return False
+    mode = group.get("fused")
+    if mode is False or (mode is None and group.get("foreach") is not None) or group.get("cautious"):
+        return False
+    if not params or fused._problem(params, grads, None, group)[0] is not kernel.cpu:
+        return False  # the float step would not be this kernel's CPU step
+    if (kernel.check and kernel.check(group, states)) or not _bf16_ready(params, grads, states, group):
+        return False
+    kernel.cpu_bf16(params, grads, states, group, seeds())
+    return True
 
 
 def fused_step_for(name: str) -> FusedStep | None:

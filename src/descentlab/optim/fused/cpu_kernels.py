@@ -105,6 +105,22 @@ def adamw(params, grads, states, group) -> None:
     _adam(params, grads, states, group, decoupled=True)
 
 
+def adamw_bf16(params, grads, states, group, seeds) -> None:
+    """adamw on bfloat16 moments (``state_dtype="bfloat16"``) in one pass: equal bit for bit
+    to widening them, :func:`adamw` and ``lowprec.narrow_`` with the C++ rounding, whose
+    per-key seeds (``seeds[i][key]``) it is given."""
+    b1, b2 = group["betas"]
+    amsgrad = bool(group["amsgrad"])
+    ops().adamw_bf16(
+        params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+        [s["max_exp_avg_sq"] for s in states] if amsgrad else [], *_adam_corrections(group, states),
+        [k["exp_avg"] for k in seeds], [k["exp_avg_sq"] for k in seeds],
+        [k["max_exp_avg_sq"] for k in seeds] if amsgrad else [],
+        lr=float(group["lr"]), beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
+        amsgrad=amsgrad, **_reg(group),
+    )
+
+
 def lion(params, grads, states, group) -> None:
     b1, b2 = group["betas"]
     args = (params, grads, [s["exp_avg"] for s in states])
