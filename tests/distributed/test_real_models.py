@@ -28,6 +28,11 @@ from .group import finish, join
 
 REAL = Path(__file__).parent.parent / "realmodels.py"
 STEPS = 8
+#: two evaluations of the STEPS (by default a run of 8 steps evaluates after each): the trained
+#: model does not depend on them; evaluating every step is the subject of the LOCAL_STEPS runs
+EVAL_EVERY = STEPS // 2
+#: with rank 1's own BatchNorm statistics in its evaluations (same_buffers a no-op), the fsdp run
+#: aborted within these 24 evaluations and not within 12: keep them
 LOCAL_STEPS = 24
 
 #: label -> (workload function, extra flags); the float64 versions
@@ -42,7 +47,7 @@ STRATEGIES = ("ddp", "zero", "fsdp")
 def _args(label: str) -> list[str]:
     func, extra = CASES[label]
     return ["train", "--workload", f"{REAL}:{func}", "--quiet", "--steps", str(STEPS), "--batch-size", "32",
-            "--optimizer", "adamw", "--lr", "3e-3", *extra]
+            "--optimizer", "adamw", "--lr", "3e-3", "--eval-every", str(EVAL_EVERY), *extra]
 
 
 def final(out: Path) -> dict:
@@ -65,12 +70,13 @@ def _ranks(rank: int, store: str, root: str) -> None:
         for label, (func, extra) in CASES.items():
             for strategy in (*STRATEGIES, "diloco"):
                 run_training(TrainConfig(workload=f"{REAL}:{func}", optimizer="adamw", lr=3e-3, steps=STEPS,
-                                         batch_size=32, nproc=2, strategy=strategy, quiet=True,
+                                         batch_size=32, eval_every=EVAL_EVERY, nproc=2, strategy=strategy, quiet=True,
                                          sync_batchnorm="--sync-batchnorm" in extra, sync_every=4,
                                          out=f"{root}/{label}-{strategy}"), log=lambda msg: None)
         # the ResNet without synchronized statistics: each process normalizes its own half
         run_training(TrainConfig(workload=f"{REAL}:resnet_double", optimizer="adamw", lr=3e-3, steps=STEPS,
-                                 batch_size=32, nproc=2, strategy="ddp", quiet=True, out=f"{root}/resnet-local"),
+                                 batch_size=32, eval_every=EVAL_EVERY, nproc=2, strategy="ddp", quiet=True,
+                                 out=f"{root}/resnet-local"),
                      log=lambda msg: None)
         # and under its recipe, evaluated every step: every rank must take the same decisions on a new best;
         # before the buffers were made rank 0's for evaluation, fsdp aborted here
@@ -86,9 +92,16 @@ def _ranks(rank: int, store: str, root: str) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
-    for label in CASES:
-        assert main([*_args(label), "--out", str(root / f"{label}-one")]) == 0
-    torch.multiprocessing.spawn(_ranks, args=(str(root / "store"), str(root)), nprocs=2, join=True)
+    ranks = torch.multiprocessing.spawn(_ranks, args=(str(root / "store"), str(root)), nprocs=2, join=False)
+    try:  # the one-process runs in this process meanwhile
+        for label in CASES:
+            assert main([*_args(label), "--out", str(root / f"{label}-one")]) == 0
+        while not ranks.join():
+            pass
+    finally:
+        for process in ranks.processes:
+            if process.is_alive():
+                process.terminate()
     return root
 
 

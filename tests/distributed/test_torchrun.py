@@ -4,12 +4,15 @@ exactly, a dead worker named, and nothing listening beyond loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import runpy
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -36,26 +39,52 @@ def relative(a: dict, b: dict) -> float:
     return max(float((a[k].double() - b[k].double()).norm() / a[k].double().norm().clamp_min(1e-30)) for k in a)
 
 
-def torchrun(*args: str) -> subprocess.CompletedProcess:
+def torchrun(*args: str) -> subprocess.Popen:
     """torchrun itself, on the loopback rendezvous (nothing listens beyond 127.0.0.1; torchrun's
-    --standalone is the same worker path with torch's c10d store on every interface)."""
+    --standalone is the same worker path with torch's c10d store on every interface): started,
+    its output captured; ``finished`` waits for it."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--rdzv-backend", "descentlab-loopback",
-           "--rdzv-endpoint", "127.0.0.1:0", "--nnodes", "1", "--nproc-per-node", "2",
-           "-m", "descentlab", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+           "--rdzv-endpoint", "127.0.0.1:0", "--nnodes", "1", "--nproc-per-node", "2", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@contextlib.contextmanager
+def started(*procs: subprocess.Popen):
+    """Processes started to run beside what this one does meanwhile (the launches here are
+    mostly process start-up, on one core at a time); stopped if it fails before they are waited for."""
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()  # torch's agent stops its workers on SIGTERM
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def finished(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    """The exit status and standard error of a started process, once it has ended."""
+    _, stderr = proc.communicate(timeout=timeout)
+    return proc.returncode, stderr if isinstance(stderr, str) else stderr.decode()
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """momentum and adamw, 100 steps of mnist1d-mlp in float64: one process, --nproc 2, torchrun (adamw)."""
     root = tmp_path_factory.mktemp("torchrun")
-    for opt in ("momentum", "adamw"):
-        args = [*DOUBLE, "--optimizer", opt, "--steps", "100"]
-        assert main([*args, "--out", str(root / f"{opt}-one")]) == 0
-        assert main([*args, "--nproc", "2", "--out", str(root / f"{opt}-nproc")]) == 0
-    # torchrun itself for adamw (the same workers as --nproc, started by the user's torchrun)
-    done = torchrun(*DOUBLE, "--optimizer", "adamw", "--steps", "100", "--out", str(root / "adamw-torchrun"))
-    assert done.returncode == 0, done.stderr[-2000:]
+    # torchrun itself for adamw (the same workers as --nproc, started by the user's torchrun),
+    # running while this process trains the others
+    with started(torchrun("-m", "descentlab", *DOUBLE, "--optimizer", "adamw", "--steps", "100",
+                          "--out", str(root / "adamw-torchrun"))) as (user,):
+        for opt in ("momentum", "adamw"):
+            args = [*DOUBLE, "--optimizer", opt, "--steps", "100"]
+            assert main([*args, "--out", str(root / f"{opt}-one")]) == 0
+            assert main([*args, "--nproc", "2", "--out", str(root / f"{opt}-nproc")]) == 0
+        code, stderr = finished(user)
+        assert code == 0, stderr[-2000:]
     return root
 
 
@@ -104,20 +133,17 @@ def _kill_rank(proc: subprocess.Popen, out: Path, rank: int, step: int) -> int:
 LONG = [*MLP, "--optimizer", "adamw", "--steps", "400", "--checkpoint-every", "50", "--nproc", "2"]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    out = tmp_path_factory.mktemp("restart") / "whole"
-    assert main([*LONG, "--out", str(out)]) == 0
-    return out
-
-
 @pytest.mark.slow
-def test_a_killed_worker_is_restarted_and_the_run_ends_as_an_uninterrupted_one(uninterrupted, tmp_path):
-    out = tmp_path / "run"
-    proc = cli(*LONG, "--max-restarts", "1", "--out", str(out))
-    killed_at = _kill_rank(proc, out, rank=1, step=150)
-    _, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 0, stderr.decode()[-3000:]
+def test_a_killed_worker_is_restarted_and_the_run_ends_as_an_uninterrupted_one(tmp_path):
+    out, uninterrupted = tmp_path / "run", tmp_path / "whole"
+    with started(cli(*LONG, "--max-restarts", "1", "--out", str(out))) as (proc,), \
+            ThreadPoolExecutor(1) as pool:
+        # the worker is killed from a thread while this process runs the uninterrupted run
+        killing = pool.submit(_kill_rank, proc, out, rank=1, step=150)
+        assert main([*LONG, "--out", str(uninterrupted)]) == 0
+        killed_at = killing.result(timeout=300)
+        code, stderr = finished(proc)
+    assert code == 0, stderr[-3000:]
     assert killed_at < 400
     a, b = final(uninterrupted), final(out)
     assert b["loop"]["step"] == 400
@@ -144,18 +170,29 @@ def test_without_restarts_a_dead_worker_ends_the_job_naming_its_rank(tmp_path):
     assert "Traceback" not in err.split("descentlab: failed")[-1]
 
 
+FAIL_RANKS = ("1", "0")
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory):
+    """The runs whose model raises on rank FAIL_RANK, for each, started together."""
+    workload = f"{Path(__file__).parent / 'failing_workload.py'}:make"
+    root = tmp_path_factory.mktemp("failing")
+    procs = [cli("train", "--workload", workload, "--quiet", "--steps", "10", "--nproc", "2",
+                 "--out", str(root / f"run{r}"), env={**os.environ, "FAIL_RANK": r}) for r in FAIL_RANKS]
+    with started(*procs):
+        yield dict(zip(FAIL_RANKS, procs))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("fail_rank", ["1", "0"])
-def test_the_last_line_is_the_real_error_and_the_rank_that_raised_it(tmp_path, fail_rank):
+@pytest.mark.parametrize("fail_rank", FAIL_RANKS)
+def test_the_last_line_is_the_real_error_and_the_rank_that_raised_it(failing, fail_rank):
     """A model that raises on one rank: its exception, type and message, with that
     rank, is the last line, exit 1 — not the other rank's broken connection,
     not "rank 0" by a tie of timestamps."""
-    workload = f"{Path(__file__).parent / 'failing_workload.py'}:make"
-    proc = cli("train", "--workload", workload, "--quiet", "--steps", "10", "--nproc", "2",
-               "--out", str(tmp_path / "run"), env={**os.environ, "FAIL_RANK": fail_rank})
-    _, stderr = proc.communicate(timeout=240)
-    assert proc.returncode == 1
-    last = stderr.decode().strip().splitlines()[-1]
+    code, stderr = finished(failing[fail_rank], timeout=240)
+    assert code == 1
+    last = stderr.strip().splitlines()[-1]
     assert last == (f"descentlab: failed: ParallelError: data-parallel rank {fail_rank} of 2 failed: "
                     "RuntimeError: model exploded on purpose at forward 3")
 
@@ -203,12 +240,16 @@ def test_two_machines_on_one_rendezvous_equal_one_process(runs, tmp_path):
 def test_a_script_with_the_trainer_runs_under_torchrun_as_it_is(tmp_path):
     script = Path(__file__).parent / "trainer_script.py"
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
-    done = subprocess.run([sys.executable, str(script), str(one)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--rdzv-backend", "descentlab-loopback",
-           "--rdzv-endpoint", "127.0.0.1:0", "--nnodes", "1", "--nproc-per-node", "2", str(script), str(two)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
+    with started(torchrun(str(script), str(two))) as (under_torchrun,):
+        # meanwhile the script as it is, as __main__, in this process (no RANK here): the reference
+        argv = sys.argv
+        sys.argv = [str(script), str(one)]
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        finally:
+            sys.argv = argv
+        code, stderr = finished(under_torchrun)
+        assert code == 0, stderr[-2000:]
     a, b = (torch.load(p, weights_only=True) for p in (one, two))
     assert relative(a, b) <= 1e-5
 
