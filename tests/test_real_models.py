@@ -55,7 +55,10 @@ def _finite(value) -> bool:
 @pytest.mark.parametrize("name", NAMES)
 def test_train(name, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--workload", spec(name), "--steps", "12", "--out", str(out), "--quiet", "--json"]) == 0
+    # an evaluation and a checkpoint every 4 steps, between steps as at the default's every step (a
+    # run this short would evaluate and checkpoint after each one: most of its time)
+    assert main(["train", "--workload", spec(name), "--steps", "12", "--eval-every", "4", "--checkpoint-every", "4",
+                 "--out", str(out), "--quiet", "--json"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == 12 and _finite(summary["final"][METRIC[name]]), summary["final"]
     rows = list(csv.DictReader((out / "metrics.csv").open()))
@@ -103,7 +106,7 @@ def test_the_modern_optimizers_train_gpt2_and_the_resnet(opt, tmp_path):
     for name in NAMES:
         out = tmp_path / name
         assert main(["train", "--workload", spec(name), "--optimizer", opt, *MODERN[opt], "--steps", "10",
-                     "--out", str(out), "--quiet"]) == 0
+                     "--eval-every", "5", "--checkpoint-every", "5", "--out", str(out), "--quiet"]) == 0
         rows = list(csv.DictReader((out / "metrics.csv").open()))
         losses = [float(r["train_loss"]) for r in rows if r.get("train_loss")]
         assert len(losses) == 10 and all(map(math.isfinite, losses)), (name, losses)
@@ -126,8 +129,8 @@ def test_the_modern_optimizers_train_gpt2_and_the_resnet(opt, tmp_path):
 @pytest.mark.parametrize("name", NAMES)
 def test_compare(name, tmp_path):
     out = tmp_path / "cmp"
-    assert main(["compare", "--workload", spec(name), "--optimizers", "adam,sgd", "--steps", "8", "--jobs", "1",
-                 "--out", str(out), "--quiet"]) == 0
+    assert main(["compare", "--workload", spec(name), "--optimizers", "adam,sgd", "--steps", "8", "--eval-every", "4",
+                 "--jobs", "1", "--out", str(out), "--quiet"]) == 0
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert sorted(r["strategy"] for r in rows) == ["adam", "sgd"] and {r["status"] for r in rows} == {"finished"}
     for r in rows:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+from pathlib import Path
 
 import pytest
 
@@ -18,23 +21,35 @@ def read_csv(path):
     return list(csv.DictReader(path.open()))
 
 
-def test_two_identical_comparisons_give_identical_metric_columns(tmp_path):
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory) -> tuple[Path, str]:
+    """Two identical comparisons (sgd, adam; 2 seeds) in ``a`` and ``b``, and what the first printed."""
+    root = tmp_path_factory.mktemp("twins")
+    printed = []
     for name in ("a", "b"):
-        assert main(["compare", *FAST, "--optimizers", "sgd,adam", "--seeds", "2", "--target", "0.5",
-                     "--out", str(tmp_path / name)]) == 0
-    a, b = read_csv(tmp_path / "a" / "summary.csv"), read_csv(tmp_path / "b" / "summary.csv")
+        with contextlib.redirect_stdout(io.StringIO()) as stdout:
+            assert main(["compare", *FAST, "--optimizers", "sgd,adam", "--seeds", "2", "--target", "0.5",
+                         "--out", str(root / name)]) == 0
+        printed.append(stdout.getvalue())
+    return root, printed[0]
+
+
+def test_two_identical_comparisons_give_identical_metric_columns(twins):
+    root, _ = twins
+    a, b = read_csv(root / "a" / "summary.csv"), read_csv(root / "b" / "summary.csv")
     assert len(a) == 4 and [(r["strategy"], r["seed"]) for r in a] == [("sgd", "0"), ("adam", "0"), ("sgd", "1"), ("adam", "1")]
     for ra, rb in zip(a, b):
         assert {k: ra[k] for k in METRIC_COLUMNS} == {k: rb[k] for k in METRIC_COLUMNS}
     assert a[0]["final_metric"] != a[2]["final_metric"], "another seed should give another run"
 
 
-def test_outputs_and_report(tmp_path, capsys):
-    out = tmp_path / "cmp"
-    assert main(["compare", *FAST, "--optimizers", "momentum,adamw", "--target", "0.5", "--out", str(out)]) == 0
-    assert f"report: {out}/report.html" in capsys.readouterr().out
+def test_outputs_and_report(twins):
+    # the first of the twins (this test ran a comparison of its own before: momentum and adamw, one seed)
+    root, printed = twins
+    out = root / "a"
+    assert f"report: {out}/report.html" in printed
     html = (out / "report.html").read_text()
-    assert "momentum" in html and "adamw" in html and "data:image/png;base64" in html
+    assert "sgd" in html and "adam" in html and "data:image/png;base64" in html
     assert list(out.glob("*.png"))
     rows = read_csv(out / "summary.csv")
     assert set(rows[0]) >= {"strategy", "seed", "final_metric", "best_metric", "steps_to_target",

@@ -19,7 +19,10 @@ from descentlab.cli import main
 from tests.postgres import Server
 
 NAME = "pg-compare"
-ARGS = ["compare", "--workload", "digits-mlp", "--optimizers", "momentum,adam", "--seeds", "3", "--steps", "5000",
+# 6 runs of ~2 s each on one core (5000 steps before): the worker, whose imports take ~2.5 s of
+# CPU, claims its first run well before the coordinator could have claimed the sixth (after its
+# warm-up and five runs, ~12 s of CPU; tried here, it joined during the third and ran two)
+ARGS = ["compare", "--workload", "digits-mlp", "--optimizers", "momentum,adam", "--seeds", "3", "--steps", "2000",
         "--eval-every", "250", "--target", "0.95", "--quiet", "--jobs", "1", "--name", NAME]
 
 
