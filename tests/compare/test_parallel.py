@@ -15,19 +15,37 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from descentlab.cli import main
 from descentlab.compare.execute import _folder as run_folder
 
-# 4 runs of ~2 s each on one core: long enough to be killed in the middle of one
-ARGS = ["compare", "--workload", "digits-mlp", "--optimizers", "momentum,adam", "--seeds", "2", "--steps", "3000",
+# 4 runs of ~1 s each on one core: long enough to be killed in the middle of one (a run checkpoints
+# every STEPS/10 steps; the kill lands in the half a run spends between its first checkpoint and
+# the one past its middle, ~0.5 s here). At 1000 steps, as at 3000, momentum's two seeds end on
+# different accuracies (at 1200 or 1500 on the same: the test of seeds would not hold)
+STEPS = 1000
+ARGS = ["compare", "--workload", "digits-mlp", "--optimizers", "momentum,adam", "--seeds", "2", "--steps", str(STEPS),
         "--eval-every", "150", "--target", "0.95", "--quiet"]
 METRICS = ("strategy", "seed", "final_metric", "best_metric", "steps_to_target", "test_final_metric", "status")
 
 
 def metric_columns(folder: Path) -> list[dict[str, str]]:
+    """summary.csv's metric columns, and each run's train and validation loss at its last step from the
+    run store: accuracies on a small validation set often come out equal for runs that are not (a
+    resume that loses the optimizer's state ends on the same accuracies at 1000 steps), losses do not."""
     with open(folder / "summary.csv") as f:
-        return [{k: row[k] for k in METRICS} for row in csv.DictReader(f)]
+        rows = [{k: row[k] for k in METRICS} for row in csv.DictReader(f)]
+    with sqlite3.connect(folder / "runs.sqlite") as con:
+        last = con.execute("SELECT r.name, m.key, m.value FROM metrics m JOIN runs r ON r.id = m.run_id "
+                           "WHERE r.group_name = 'compare' AND m.key IN ('train_loss', 'val_loss') "
+                           "AND m.step = (SELECT MAX(step) FROM metrics WHERE run_id = m.run_id)").fetchall()
+    losses: dict[str, dict[str, float]] = {}
+    for name, key, value in last:
+        losses.setdefault(name, {})[key] = value
+    for row in rows:
+        row.update(losses[f"{row['strategy']}/seed{row['seed']}"])
+    return rows
 
 
 def cli(*args: str) -> subprocess.Popen:
@@ -57,7 +75,7 @@ def _trials(db: Path) -> list[tuple[str, dict | None, dict | None]]:
 
 
 def wait_for_half_and_a_checkpoint(proc: subprocess.Popen, out: Path, timeout: float = 240,
-                                   steps: int = 3000) -> list[dict]:
+                                   steps: int = STEPS) -> list[dict]:
     """Once half the runs are done and a running one has checkpointed only in its first half
     (half its ``steps`` or more still to go): that run's owner, first."""
     deadline = time.time() + timeout
@@ -124,8 +142,9 @@ def test_a_killed_worker_s_run_is_finished_by_the_other(reference, tmp_path):
 def test_a_worker_joins_a_tune_study_and_the_study_ends_with_exactly_n(tmp_path):
     out = tmp_path / "tune"
     url = f"sqlite:///{out / 'study.sqlite'}"
-    # trials long enough (about 1 s each) that the worker, whose imports take seconds here, is in time to run some
-    tune = cli("tune", "--workload", "linreg", "--steps", "3000", "--trials", "6", "--jobs", "1", "--out", str(out))
+    # trials long enough that the worker, whose imports take ~2.5 s of CPU, is in time to run some: the
+    # tune command's first trial pays its own one-time imports (~2 s), then 5 more of ~1.2 s each
+    tune = cli("tune", "--workload", "linreg", "--steps", "1500", "--trials", "6", "--jobs", "1", "--out", str(out))
     deadline = time.time() + 120
     while not trials(out / "study.sqlite"):
         assert tune.poll() is None and time.time() < deadline, tune.stderr.read() if tune.poll() is not None else ""
@@ -164,6 +183,13 @@ def test_joining_a_missing_study_or_reusing_a_name_with_other_settings_is_exit_2
              "--storage", url]
     assert main([*small, "--out", str(tmp_path / "a")]) == 0
     before = (tmp_path / "shared.sqlite").read_bytes()
+    threads = torch.get_num_threads()
+    try:  # --jobs 1 runs here: at --threads (default 1), as each worker process, not torch's default
+        torch.set_num_threads(2)
+        assert main(["worker", "--storage", url, "--jobs", "1", "--out", str(tmp_path / "w")]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert main(["worker", "--storage", url, "--study", "nosuch"]) == 2
     assert "no comparison or tune study 'nosuch'" in capsys.readouterr().err
     assert main([*small[:-4], "--steps", "40", "--jobs", "1", "--storage", url, "--out", str(tmp_path / "b")]) == 2

@@ -15,10 +15,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="SQLAlchemy URL of the database that holds it, e.g. postgresql://user@host/db")
     p.add_argument("--study", help="the comparison's --name or the study's --study-name (default: the only one there)")
     p.add_argument("--jobs", type=int, help="runs at once on this machine, each in a process of one torch thread "
-                   "(default: one per core)")
+                   "(default: one per core; 1 runs them in this process, with --threads)")
     p.add_argument("--out", help="folder for this machine's checkpoints and trial folders (default runs/worker-<study>)")
     p.add_argument("--data-dir", help="folder of data files (mnist-cnn)")
     p.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads with --jobs 1 (default 1, as each "
+                   "process of --jobs N, so that a run's numbers do not depend on how many ran at once)")
 
 
 def run(args: argparse.Namespace) -> int:
