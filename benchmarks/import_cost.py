@@ -13,7 +13,9 @@ Since issue 31, ``import descentlab`` loads nothing until a name is used (it doe
 import torch), so the statements timed are what a user's first line does:
 ``import descentlab.optim`` (the optimizer library alone), ``from descentlab import
 Trainer`` (the loop and the workloads), and ``import descentlab; descentlab.compare``
-(everything ``import descentlab`` loaded eagerly before).
+(everything ``import descentlab`` loaded eagerly before); and an optimizer's life (made,
+stepped, saved, zeroed), torch's AdamW against descentlab's: torch's optimizer methods
+import ``torch._dynamo`` on their first call, descentlab's do not while it is not loaded.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ STATEMENTS = {
     "import descentlab.optim": "import descentlab.optim",
     "from descentlab import Trainer": "from descentlab import Trainer",
     "descentlab.compare (the whole API)": "import descentlab; descentlab.compare; descentlab.benchmark",
+    # an optimizer's life: made, stepped, saved, zeroed (torch's methods import torch._dynamo
+    # at their first call; descentlab's skip that wrapper while dynamo is not loaded)
+    "torch.optim.AdamW made and stepped": "import torch; o = torch.optim.AdamW([p := torch.nn.Parameter("
+    "torch.ones(3))], lr=0.1); p.grad = torch.ones(3); o.step(); o.load_state_dict(o.state_dict()); o.zero_grad()",
+    "descentlab adamw made and stepped": "import torch; from descentlab import optim; o = optim.create('adamw', [p := "
+    "torch.nn.Parameter(torch.ones(3))], lr=0.1); p.grad = torch.ones(3); o.step(); o.load_state_dict(o.state_dict()); "
+    "o.zero_grad()",
 }
 
 

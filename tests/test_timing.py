@@ -98,3 +98,20 @@ def test_import_descentlab_leaves_torchs_heavy_optional_modules_unimported():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
+
+
+def test_an_optimizer_s_life_and_a_one_process_run_leave_torch_dynamo_unimported(tmp_path):
+    """torch.optim.Optimizer's add_param_group, zero_grad, state_dict and load_state_dict import
+    torch._dynamo (with sympy and FSDP: about a second) at their first call; a ChainOptimizer
+    skips that wrapper while dynamo is not loaded (optim/chain.py), and a one-process run's
+    checkpoint does not load FSDP to ask whether the model is FSDP's."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from descentlab import optim; from descentlab.cli import main; "
+            "p = torch.nn.Parameter(torch.ones(3)); o = optim.create('adamw', [p], lr=0.1); p.grad = torch.ones(3); "
+            "o.step(); s = o.state_dict(); o.zero_grad(); o.load_state_dict(s); o.add_param_group({'params': [torch.nn.Parameter(torch.ones(2))]}); "
+            f"assert main(['train', '--workload', 'linreg', '--steps', '12', '--quiet', '--out', {str(tmp_path / 'run')!r}]) == 0; "
+            "print(sorted(m for m in ('torch._dynamo', 'torch.distributed.fsdp') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]", out

@@ -183,9 +183,9 @@ def wrap_optimizer(optimizer: torch.optim.Optimizer, strategy: str, **diloco: An
 
 
 def is_fsdp(model: nn.Module) -> bool:
-    from torch.distributed.fsdp import FSDPModule
-
-    return isinstance(model, FSDPModule)
+    # not imported to ask (about 0.2 s): no model is fully_shard's before FSDP is loaded
+    module = sys.modules.get("torch.distributed.fsdp")
+    return module is not None and isinstance(model, module.FSDPModule)
 
 
 def is_zero(optimizer: Any) -> bool:

@@ -16,6 +16,8 @@ stepped on their local shards, with the collectives a rule needs
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -25,6 +27,30 @@ from torch import Tensor
 from . import lowprec, sharded
 from .fused import low_precision_step
 from .base import Transform, boolean
+
+def _undecorated(name: str) -> Callable[..., Any]:
+    """``torch.optim.Optimizer``'s method ``name`` without its ``torch._disable_dynamo``
+    wrapper while ``torch._dynamo`` is not loaded, and with it once it is.
+
+    The wrapper imports ``torch._dynamo`` at its first call: about a second of every
+    process that makes an optimizer (it pulls in sympy and FSDP), ~40% of a short
+    ``descentlab train``'s start (BENCHMARKS.md, "Fixed costs"). Before that import
+    nothing can be compiling, so the wrapper has nothing to disable; after it (a user's
+    ``torch.compile``), torch's method runs as it is.
+    """
+    wrapped = getattr(torch.optim.Optimizer, name)
+    plain = getattr(wrapped, "__wrapped__", wrapped)
+
+    @functools.wraps(plain)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return (wrapped if "torch._dynamo" in sys.modules else plain)(self, *args, **kwargs)
+
+    return call
+
+
+_add_param_group = _undecorated("add_param_group")
+_load_state_dict = _undecorated("load_state_dict")
+
 
 #: Keys every param group has, whatever the chain.
 GROUP_KEYS = {"foreach": None, "maximize": False, "fused": None, "state_dtype": None}
@@ -119,6 +145,9 @@ class ChainOptimizer(torch.optim.Optimizer):
         full.update(defaults or {})
         super().__init__(params, full)
 
+    state_dict = _undecorated("state_dict")
+    zero_grad = _undecorated("zero_grad")
+
     def __repr__(self) -> str:
         inner = ", ".join(repr(t) for t in self.transforms)
         return f"{type(self).__name__}[{self.name}]({inner})"
@@ -129,7 +158,7 @@ class ChainOptimizer(torch.optim.Optimizer):
         tensors = [p[1] if isinstance(p, tuple) else p for p in params]
         if len({id(p) for p in tensors}) != len(tensors):
             raise ValueError("the same parameter appears twice in a param group; pass each tensor once")
-        super().add_param_group({**param_group, "params": params})
+        _add_param_group(self, {**param_group, "params": params})
         group = self.param_groups[-1]
         for key, check in (("maximize", boolean), ("fused", _fused_option), ("state_dtype", lowprec.check)):
             message = check(group[key])
@@ -225,7 +254,7 @@ class ChainOptimizer(torch.optim.Optimizer):
             for key, value in state_dict["state"].get(i, {}).items()
             if isinstance(value, Tensor) and not (value.is_floating_point() or value.is_complex())
         }
-        super().load_state_dict(state_dict)
+        _load_state_dict(self, state_dict)
         if integer:
             params = [p for g in self.param_groups for p in g["params"]]
             for (position, key), dtype in integer.items():
