@@ -6,6 +6,7 @@ runs from train."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -132,6 +133,18 @@ def test_two_sharded_processes_equal_one(runs, opt, strategy):
                 assert float((v - sb["state"][i][k]).norm() / v.norm().clamp_min(1e-30)) <= 1e-5, (i, k)
     summary = json.loads((runs / f"{opt}-{strategy}" / "summary.json").read_text())
     assert summary["strategy"] == strategy and summary["nproc"] == 2
+    # the Diagnostics callback's norms (one all-reduce per step on DTensor shards)
+    one, two = diagnostics(runs / f"{opt}-one"), diagnostics(runs / f"{opt}-{strategy}")
+    assert len(one["grad_norm"]) == STEPS and sorted(one) == sorted(two)
+    for column, values in one.items():
+        assert two[column] == pytest.approx(values, rel=1e-5), column
+
+
+def diagnostics(out: Path) -> dict[str, list[float]]:
+    """metrics.csv's gradient norms and update ratios, column by column."""
+    with (out / "metrics.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("grad_norm")]
+    return {k: [float(r[k]) for r in rows] for k in rows[0] if k == "grad_norm" or k.startswith("update_ratio")}
 
 
 def _interrupt(src: Path, dst: Path) -> None:

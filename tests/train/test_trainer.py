@@ -201,6 +201,34 @@ def test_diagnostics_log_gradient_norm_and_update_ratios():
     assert any(k.startswith("update_ratio/0.weight") for k in t.history.columns())
 
 
+class DirectDiagnostics(Callback):
+    """What Diagnostics logs, computed tensor by tensor with torch's norms."""
+
+    def __init__(self):
+        self.grad_norms, self.ratios, self._before = [], [], None
+
+    def on_before_step(self, trainer):
+        grads = [p.grad for p in trainer.model.parameters()]
+        self.grad_norms.append(float(torch.nn.utils.get_total_norm(grads)))
+        self._before = [p.detach().clone() for p in trainer.model.parameters()]
+
+    def on_step_end(self, trainer, logs):
+        after = [p.detach() for p in trainer.model.parameters()]
+        self.ratios.append([float((a - b).norm() / a.norm()) for a, b in zip(after, self._before)])
+
+
+def test_diagnostics_equal_torch_norms_tensor_by_tensor():
+    direct = DirectDiagnostics()
+    t = make(batch_size=16, opt="adamw", callbacks=[Diagnostics(every=1), direct])
+    t.fit(regression_data(), epochs=1)
+    _, norms = t.history.series("grad_norm")
+    assert norms == pytest.approx(direct.grad_norms, rel=1e-6)
+    names = [n for n, _ in t.model.named_parameters()]
+    for i, name in enumerate(names):
+        _, ratios = t.history.series(f"update_ratio/{name}")
+        assert ratios == pytest.approx([r[i] for r in direct.ratios], rel=1e-5)
+
+
 def test_clip_by_norm_reports_the_norm_before_clipping():
     t = make(batch_size=16, clip={"norm": 0.01})
     t.fit(regression_data(), epochs=1)

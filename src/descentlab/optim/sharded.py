@@ -63,6 +63,7 @@ __all__ = [
     "is_sharded",
     "local",
     "localize",
+    "norms",
     "numel",
     "shape",
     "shard",
@@ -229,6 +230,23 @@ def all_reduce_sum(
         for i, part in zip(idx, flat.split([values[i].numel() for i in idx])):
             out[i] = part.view(values[i].shape)
     return out
+
+
+class _Layout:
+    """A stand-in for a parameter's state that only carries its layout (for :func:`all_reduce_sum`)."""
+
+    def __init__(self, t: Tensor):
+        self.sharding = Sharding.of(t) if isinstance(t, _dtensor()) else None
+
+
+def norms(tensors: Sequence[Tensor]) -> list[Tensor]:
+    """The L2 norm of each of ``tensors`` (a DTensor's: of the whole tensor) as local 0-d
+    tensors, with one all-reduce per set of process groups and dtype, not one per DTensor
+    as ``DTensor.norm()`` makes. For plain tensors, ``torch._foreach_norm``'s values."""
+    if not tensors:
+        return []
+    squares = [n.square() for n in torch._foreach_norm([local(t) for t in tensors])]
+    return [s.sqrt() for s in all_reduce_sum(squares, [_Layout(t) for t in tensors])]
 
 
 def full(t: Tensor, state: Mapping[str, Any]) -> Tensor:

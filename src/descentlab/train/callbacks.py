@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..optim import sharded
+
 #: the :class:`~descentlab.train.trainer.Trainer` as the hooks receive it. Not imported:
 #: the trainer runs its callbacks, so the dependency goes from the trainer to this module
 #: (docs/architecture.md), and a hook reads the trainer's public attributes by name.
@@ -99,18 +101,22 @@ class Diagnostics(Callback):
         if (trainer.step + 1) % self.every:
             return
         named = [(n, p) for n, p in trainer.model.named_parameters() if p.grad is not None]
-        norms = torch._foreach_norm([p.grad for _, p in named]) if named else []
-        self._grad_norm = float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+        # sharded.norms: on FSDP2's DTensors, one all-reduce for all of them, not one
+        # per tensor (DTensor.norm) — this callback ran every step of short runs.
+        grads = sharded.norms([p.grad for _, p in named])
+        self._grad_norm = float(torch.stack([g.double() for g in grads]).square().sum().sqrt()) if grads else 0.0
         self._before = {n: p.detach().clone() for n, p in named}
 
     def on_step_end(self, trainer: Trainer, logs: dict[str, Any]) -> None:
         if self._before is None:
             return
         values: dict[str, float] = {"grad_norm": self._grad_norm}
+        named = [(n, p.detach()) for n, p in trainer.model.named_parameters() if n in self._before]
+        both = sharded.norms([p - self._before[n] for n, p in named] + [p for _, p in named])
         ratios = []
-        for name, p in trainer.model.named_parameters():
-            if name in self._before:
-                ratio = float((p.detach() - self._before[name]).norm() / p.detach().norm().clamp_min(1e-12))
+        if named:
+            deltas, weights = torch.stack([n.double() for n in both]).chunk(2)
+            for (name, _), ratio in zip(named, (deltas / weights.clamp_min(1e-12)).tolist()):
                 values[f"update_ratio/{name}"] = ratio
                 ratios.append(ratio)
         values["update_ratio"] = float(sum(ratios) / len(ratios)) if ratios else math.nan
