@@ -11,6 +11,7 @@ is held out for validation; the test set is always the package's.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import random
 from collections.abc import Mapping
@@ -44,11 +45,39 @@ def _package():
     return mnist1d
 
 
-def generation_args(**overrides: Any) -> dict[str, Any]:
-    """The mnist1d package's default generation arguments (without the download
-    URL), with ``overrides`` applied; unknown names are a ValueError."""
+def _version() -> str:
+    try:
+        return metadata.version("mnist1d")
+    except metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+def _package_args() -> dict[str, Any]:
     args = _package().data.get_dataset_args(as_dict=True)
     args.pop("url", None)  # generation only; the download path is never used
+    return args
+
+
+def default_args(directory: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The installed mnist1d's ``get_dataset_args()`` without the download URL.
+
+    Read from the cache once this version of the package has been asked: importing
+    ``mnist1d.data`` imports scipy and matplotlib, about a second for every process
+    that only reads cached arrays. Keyed by the package's version, so an upgrade
+    that changes its defaults reads them again.
+    """
+    version = _version()
+    if version == "unknown":  # pragma: no cover - no metadata to key the copy by
+        return _package_args()
+    arrays = cached("mnist1d-args", {"mnist1d": version},
+                    lambda: {"args": np.array(json.dumps(_package_args(), sort_keys=True))}, directory=directory)
+    return json.loads(str(arrays["args"]))
+
+
+def generation_args(directory: str | os.PathLike | None = None, **overrides: Any) -> dict[str, Any]:
+    """The mnist1d package's default generation arguments (without the download
+    URL), with ``overrides`` applied; unknown names are a ValueError."""
+    args = default_args(directory)
     unknown = set(overrides) - set(args)
     if unknown:
         raise ValueError(f"unknown mnist1d generation argument(s) {sorted(unknown)}; known: {sorted(args)}")
@@ -99,12 +128,8 @@ def _check(args: Mapping[str, Any]):
 def mnist1d_arrays(directory: str | os.PathLike | None = None, **overrides: Any) -> dict[str, np.ndarray]:
     """The MNIST-1D arrays for ``generation_args(**overrides)``, generated once and
     then read from the cache in ``directory`` (default: :func:`.cache.cache_dir`)."""
-    args = generation_args(**overrides)
-    try:
-        version = metadata.version("mnist1d")
-    except metadata.PackageNotFoundError:  # pragma: no cover
-        version = "unknown"
-    key = {"generator": "mnist1d.data.make_dataset", "mnist1d": version, "args": args}
+    args = generation_args(directory, **overrides)
+    key = {"generator": "mnist1d.data.make_dataset", "mnist1d": _version(), "args": args}
     return cached("mnist1d", key, lambda: generate(args), check=_check(args), directory=directory)
 
 
