@@ -63,3 +63,10 @@ def test_compare_takes_a_schedule_with_sched_settings(tmp_path, capsys):
 def test_compare_sched_without_schedule_is_an_error(tmp_path, capsys):
     assert main(["compare", "--workload", "linreg", "--sched", "warmup_steps=3", "--out", str(tmp_path / "x")]) == 2
     assert "give --schedule too" in capsys.readouterr().err
+
+
+def test_a_short_run_of_a_wsd_recipe_keeps_a_decay_of_at_least_one_step():
+    # mnist1d's recipe decays over 400 of 4000 steps: 4 steps scaled it to decay_steps=0,
+    # which the schedule rejects, so `train --steps 4` failed on the default schedule
+    plan = resolve(TrainConfig(workload="mnist1d-mlp", steps=4))
+    assert plan["schedule"] == "wsd" and plan["schedule_kwargs"]["decay_steps"] == 1

@@ -113,7 +113,10 @@ def _fit_phases(sched_kw: dict[str, Any], recipe: dict[str, Any], per_epoch: int
     out = dict(sched_kw)
     for key in PHASES:
         if isinstance(out.get(key), int):
-            out[key] = max(0, round(out[key] * total / planned))
+            # a decay takes at least one step (the schedule's own minimum): `--steps 4`
+            # on a 4000-step recipe decays over 1 step instead of failing on decay_steps=0
+            least = 1 if key == "decay_steps" and out[key] >= 1 else 0
+            out[key] = max(least, round(out[key] * total / planned))
     return out
 
 
