@@ -36,28 +36,24 @@ def _cases():
         yield pytest.param(name, "steplr", {}, id=f"{name}-steplr")
 
 
-def _run_both(name, case, hparams, dtype, foreach):
+def _run(name, case, hparams, dtype, foreach):
+    """Ours (``foreach`` False: the for-loop chain, True: multi-tensor) or, with
+    ``foreach="reference"``, the reference, on the same parameters and gradients."""
     ref_spec = REFERENCES[name]
     shapes = shapes_for(ref_spec)
     grad_seq = make_grads(shapes, dtype=dtype)
     lr = hparams.get("lr", default_lr(name))
-    two = case == "two_groups"
-
-    ours_p = make_params(shapes, dtype)
-    ref_p = make_params(shapes, dtype)
-    ours = optim.create(name, groups(ours_p, two, lr), foreach=foreach, **hparams)
-    # The reference gets the full hyperparameters: the spec's defaults are the
-    # reference's names and values (e.g. "nesterov" is SGD(momentum=0.9, nesterov=True)).
-    full = {**optim.get(name).defaults, **hparams}
-    ref = ref_spec.factory(groups(ref_p, two, lr), **full)
-
-    ours_s = ref_s = None
-    if case == "steplr":
-        ours_s = torch.optim.lr_scheduler.StepLR(ours, step_size=10, gamma=0.7)
-        ref_s = torch.optim.lr_scheduler.StepLR(ref, step_size=10, gamma=0.7)
-    run(ours, ours_p, grad_seq, ours_s)
-    run(ref, ref_p, grad_seq, ref_s)
-    return ours, ours_p, ref, ref_p
+    params = make_params(shapes, dtype)
+    param_groups = groups(params, case == "two_groups", lr)
+    if foreach == "reference":
+        # The reference gets the full hyperparameters: the spec's defaults are the
+        # reference's names and values (e.g. "nesterov" is SGD(momentum=0.9, nesterov=True)).
+        opt = ref_spec.factory(param_groups, **{**optim.get(name).defaults, **hparams})
+    else:
+        opt = optim.create(name, param_groups, foreach=foreach, **hparams)
+    schedule = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.7) if case == "steplr" else None
+    run(opt, params, grad_seq, schedule)
+    return opt, params
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
@@ -65,8 +61,9 @@ def _run_both(name, case, hparams, dtype, foreach):
 def test_matches_reference(name, case, hparams, dtype):
     ref_spec = REFERENCES[name]
     tol = ref_spec.rtol32 if dtype == torch.float32 else ref_spec.rtol64
-    loop, loop_p, ref, ref_p = _run_both(name, case, hparams, dtype, foreach=False)
-    multi, multi_p, _, _ = _run_both(name, case, hparams, dtype, foreach=True)
+    ref, ref_p = _run(name, case, hparams, dtype, foreach="reference")  # once, for both of ours
+    loop, loop_p = _run(name, case, hparams, dtype, foreach=False)
+    multi, multi_p = _run(name, case, hparams, dtype, foreach=True)
 
     for i, (a, b, r) in enumerate(zip(loop_p, multi_p, ref_p)):
         assert torch.isfinite(a).all(), f"param {i} is not finite"
