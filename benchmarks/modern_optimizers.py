@@ -57,7 +57,8 @@ Factory = Callable[[list[torch.Tensor]], object]
 
 #: Bytes a minimal elementwise step moves per float32 parameter (reads + writes).
 #: mars: its first pass reads g and the last gradient for the norms (+8).
-BYTES = {"adamw": 28, "ademamix": 36, "adopt": 28, "mars": 44, "cautious adamw": 28, "bf16-state adamw": 20}
+BYTES = {"adamw": 28, "ademamix": 36, "adopt": 28, "mars": 44, "cautious adamw": 28, "bf16-state adamw": 20,
+         "bf16-state lion": 16, "bf16-state ademamix": 24, "bf16-state adopt": 20}
 
 #: Our settings for a name (the preconditioner every 10 steps).
 OURS: dict[str, tuple[str, dict]] = {
@@ -66,6 +67,9 @@ OURS: dict[str, tuple[str, dict]] = {
     "mars": ("mars", {}),
     "cautious adamw": ("adamw", {"cautious": True}),
     "bf16-state adamw": ("adamw", {"state_dtype": "bfloat16"}),
+    "bf16-state lion": ("lion", {"state_dtype": "bfloat16"}),
+    "bf16-state ademamix": ("ademamix", {"state_dtype": "bfloat16"}),
+    "bf16-state adopt": ("adopt", {"state_dtype": "bfloat16"}),
     "soap": ("soap", {"precondition_frequency": 10}),
     "shampoo": ("shampoo", {"preconditioning_compute_steps": 10, "start_preconditioning_step": 1}),
     "kron": ("kron", {"pre_conditioner_update_probability": 0.1}),
@@ -127,9 +131,28 @@ def _heavyball_eager(cls_name: str, **kw) -> Factory:
     return make
 
 
+def _ours(name: str, copies: bool = False, **kw) -> Factory:
+    """descentlab's ``name``; ``copies``: its bfloat16 state stepped through float32 copies
+    (the kernel on the widened state, then the C++ rounding), not the direct kernel."""
+    def make(ps):
+        import dataclasses
+
+        opt = optim.create(name, ps, **kw)
+        if copies:
+            opt._fused_step.kernel = dataclasses.replace(opt._fused_step.kernel, cpu_bf16=None)
+        return opt
+
+    return make
+
+
 def references(name: str) -> list[tuple[str, Factory]]:
-    """Third-party implementations of ``name`` with the same settings."""
+    """Third-party implementations of ``name`` with the same settings; for bfloat16 state,
+    descentlab's own float32-state step and its path through float32 copies."""
     both = [False, True]
+    if name.startswith("bf16-state "):
+        base = name.removeprefix("bf16-state ")
+        return [(f"descentlab {base} float32 state", _ours(base)),
+                (f"descentlab {base} bfloat16 through float32 copies", _ours(base, True, state_dtype="bfloat16"))]
     if name == "ademamix":
         return [(f"pytorch_optimizer.AdEMAMix {'foreach' if f else 'for-loop'}", _po("AdEMAMix", f)) for f in both] + [
             ("heavyball.AdEMAMix (compiled)", _heavyball("AdEMAMix"))

@@ -139,9 +139,9 @@ def test_resume_is_exact(fused):
 
 
 def test_the_fused_kernel_serves_bfloat16_state():
-    """lion: its float32 kernel on the widened state."""
+    """nadam (no bfloat16 kernel): its float32 kernel on the widened state."""
     params = make_params(SHAPES)
-    opt = optim.create("lion", params, state_dtype="bfloat16")
+    opt = optim.create("nadam", params, state_dtype="bfloat16")
     calls = []
     inner = opt._fused_step
     opt._fused_step = lambda *a: calls.append(inner(*a)) or calls[-1]
@@ -152,8 +152,8 @@ def test_the_fused_kernel_serves_bfloat16_state():
 
 
 def _direct_spy(opt, direct: bool) -> list[int]:
-    """Count the steps of adamw's bfloat16 kernel; ``direct=False`` takes it away (the
-    widen → float32 kernel → stochastic_round_bf16 path)."""
+    """Count the steps of the optimizer's bfloat16 kernel; ``direct=False`` takes it away
+    (the widen → float32 kernel → stochastic_round_bf16 path)."""
     import dataclasses
 
     kernel = opt._fused_step.kernel
@@ -167,16 +167,23 @@ def _direct_spy(opt, direct: bool) -> list[int]:
     return calls
 
 
+REGULARIZED = {"l1": 1e-3, "l2": 1e-2, "decoupled_decay": 0.1, "maximize": True}
+
+
 @pytest.mark.parametrize(
-    "hparams",
-    [{}, {"weight_decay": 0.1, "amsgrad": True}, {"l1": 1e-3, "l2": 1e-2, "decoupled_decay": 0.1, "maximize": True}],
-    ids=["default", "wd_amsgrad", "regularized_maximize"],
+    "name, hparams",
+    [("adamw", {}), ("adamw", {"weight_decay": 0.1, "amsgrad": True}), ("adamw", REGULARIZED),
+     ("lion", {"weight_decay": 0.1}), ("lion", REGULARIZED),
+     ("ademamix", {"weight_decay": 0.1, "weight_decouple": True, "t_alpha_beta3": 20}), ("ademamix", REGULARIZED),
+     ("adopt", {"weight_decay": 0.1}), ("adopt", REGULARIZED)],
+    ids=["adamw", "adamw-wd_amsgrad", "adamw-regularized_maximize", "lion-wd", "lion-regularized_maximize",
+         "ademamix-wd_schedule", "ademamix-regularized_maximize", "adopt-wd", "adopt-regularized_maximize"],
 )
-def test_the_adamw_bfloat16_kernel_equals_widening_bit_for_bit(hparams):
-    """adamw reads and writes its bfloat16 moments in one pass (csrc/lowprec.cpp): the same
-    parameters and state, bit for bit, as widening them, the float32 kernel and the C++
-    stochastic rounding, over 40 steps of two param groups, one parameter larger than a
-    parallel chunk (the rounding bits are those of each element's index)."""
+def test_the_bfloat16_kernels_equal_widening_bit_for_bit(name, hparams):
+    """adamw, lion, ademamix and adopt read and write their bfloat16 state in one pass
+    (csrc/lowprec.h): the same parameters and state, bit for bit, as widening it, the
+    float32 kernel and the C++ stochastic rounding, over 40 steps of two param groups, one
+    parameter larger than a parallel chunk (the rounding bits are those of each element's index)."""
     from descentlab.optim.fused import build
 
     if build.available() is not None:
@@ -186,7 +193,8 @@ def test_the_adamw_bfloat16_kernel_equals_widening_bit_for_bit(hparams):
     out = {}
     for direct in (True, False):
         params = make_params(shapes)
-        opt = optim.create("adamw", [{"params": params[:2]}, {"params": params[2:], "lr": 3e-3}],
+        lr = optim.get(name).defaults["lr"]
+        opt = optim.create(name, [{"params": params[:2]}, {"params": params[2:], "lr": lr / 3}],
                            state_dtype="bfloat16", **hparams)
         calls = _direct_spy(opt, direct)
         run(opt, params, grads)
@@ -199,6 +207,7 @@ def test_the_adamw_bfloat16_kernel_equals_widening_bit_for_bit(hparams):
             got = fast_opt.state[a][key]
             assert (torch.equal(got, value) and got.dtype == value.dtype) if torch.is_tensor(value) else got == value
     assert not torch.equal(fast[0], make_params(shapes)[0])
+    assert any(v.dtype == torch.bfloat16 for v in fast_opt.state[fast[-1]].values() if torch.is_tensor(v))
 
 
 def test_invalid_state_dtype_names_the_value():

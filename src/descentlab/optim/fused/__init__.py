@@ -155,8 +155,11 @@ def _torch(step: StepFn, check: Check | None = None, regularized: StepFn | None 
                        cautious=cautious)
 
 
-def _cpp(step: StepFn, check: Check | None = None, shards: bool = True, cautious: bool = False) -> FusedKernel:
-    return FusedKernel(cpu=step, cpu_regularized=step, check=check, shards=shards, cautious=cautious)
+def _cpp(step: StepFn, check: Check | None = None, shards: bool = True, cautious: bool = False,
+         bf16: bool = False) -> FusedKernel:
+    """Our C++ step; ``bf16``: it also steps bfloat16 state, given the rounding seeds."""
+    return FusedKernel(cpu=step, cpu_regularized=step, check=check, shards=shards, cautious=cautious,
+                       cpu_bf16=step if bf16 else None)
 
 
 #: The lookup table ``optim.create`` consults: optimizer name -> kernels.
@@ -176,15 +179,15 @@ KERNELS: dict[str, FusedKernel] = {
     "adamax": _cpp(cpu_kernels.adamax),
     "nadam": _cpp(cpu_kernels.nadam),
     "radam": _cpp(cpu_kernels.radam),
-    "lion": _cpp(cpu_kernels.lion, cautious=True),
+    "lion": _cpp(cpu_kernels.lion, cautious=True, bf16=True),
     "lamb": _cpp(cpu_kernels.lamb, _amsgrad_state, shards=False),
     "lars": _cpp(cpu_kernels.lars, shards=False),
     "adamw_schedulefree": _cpp(cpu_kernels.adamw_schedulefree, _train_mode),
     "prodigy": _cpp(cpu_kernels.prodigy),
     "adafactor": _cpp(cpu_kernels.adafactor, shards=False),
     "muon": _cpp(cpu_kernels.muon, _muon_amsgrad_state),
-    "ademamix": _cpp(cpu_kernels.ademamix, cautious=True),
-    "adopt": _cpp(cpu_kernels.adopt, cautious=True),
+    "ademamix": _cpp(cpu_kernels.ademamix, cautious=True, bf16=True),
+    "adopt": _cpp(cpu_kernels.adopt, cautious=True, bf16=True),
     "mars": _cpp(cpu_kernels.mars, _mars_state, cautious=True),
 }
 

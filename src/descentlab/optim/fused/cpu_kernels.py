@@ -121,10 +121,19 @@ def adamw_bf16(params, grads, states, group, seeds) -> None:
     )
 
 
-def lion(params, grads, states, group) -> None:
+def _seeds(seeds: list[dict[str, int]] | None, **keys: str) -> dict[str, list[int]]:
+    """The kernel's seed lists for bfloat16 state (``state_dtype="bfloat16"``): for each
+    ``argument=state key``, each tensor's seed of that key, with which the kernel rounds
+    it as ``lowprec.narrow_`` would (csrc/lowprec.h); none for float state."""
+    return {} if seeds is None else {arg: [k[key] for k in seeds] for arg, key in keys.items()}
+
+
+def lion(params, grads, states, group, seeds=None) -> None:
+    """One pass (csrc/one_pass.cpp); on bfloat16 state too, given its rounding seeds."""
     b1, b2 = group["betas"]
     args = (params, grads, [s["exp_avg"] for s in states])
-    options = dict(lr=float(group["lr"]), beta1=b1, beta2=b2, weight_decay=group["weight_decay"], **_reg(group))
+    options = dict(lr=float(group["lr"]), beta1=b1, beta2=b2, weight_decay=group["weight_decay"], **_reg(group),
+                   **_seeds(seeds, seeds_m="exp_avg"))
     _cautiously(lambda **c: ops().lion(*args, **options, **c), params, states, group)
 
 
@@ -317,8 +326,9 @@ def muon(params, grads, states, group) -> None:
         )
 
 
-def ademamix(params, grads, states, group) -> None:
-    """One pass (csrc/modern.cpp); the schedules of α and β₃ from the transform's own code."""
+def ademamix(params, grads, states, group, seeds=None) -> None:
+    """One pass (csrc/modern.cpp); the schedules of α and β₃ from the transform's own code;
+    on bfloat16 state too, given its rounding seeds."""
     b1, b2, _ = group["betas"]
     scalars = [_ADEMAMIX.scalars(group, s["step"]) for s in states]
     args = (
@@ -326,12 +336,14 @@ def ademamix(params, grads, states, group) -> None:
         [s["exp_avg_slow"] for s in states], *([c[j] for c in scalars] for j in range(4)),
     )
     options = dict(lr=float(group["lr"]), beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
-                   decoupled=bool(group["weight_decouple"]), **_reg(group))
+                   decoupled=bool(group["weight_decouple"]), **_reg(group),
+                   **_seeds(seeds, seeds_m="exp_avg", seeds_v="exp_avg_sq", seeds_slow="exp_avg_slow"))
     _cautiously(lambda **c: ops().ademamix(*args, **options, **c), params, states, group)
 
 
-def adopt(params, grads, states, group) -> None:
-    """One pass (csrc/modern.cpp), one call per distinct step (the clip value is t^e)."""
+def adopt(params, grads, states, group, seeds=None) -> None:
+    """One pass (csrc/modern.cpp), one call per distinct step (the clip value is t^e); on
+    bfloat16 state too, given its rounding seeds."""
     b1, b2 = group["betas"]
     by_step: dict[int, list[int]] = {}
     for i, s in enumerate(states):
@@ -343,7 +355,9 @@ def adopt(params, grads, states, group) -> None:
                 [int(t == 1)] * len(idx))
         options = dict(clip=0.0 if clip is None else clip, clipped=clip is not None, lr=float(group["lr"]),
                        beta1=b1, beta2=b2, eps=group["eps"], weight_decay=group["weight_decay"],
-                       decoupled=bool(group["weight_decouple"]), **_reg(group))
+                       decoupled=bool(group["weight_decouple"]), **_reg(group),
+                       **_seeds(None if seeds is None else [seeds[i] for i in idx], seeds_m="exp_avg",
+                                seeds_v="exp_avg_sq"))
         _cautiously(lambda a=args, o=options, **c: ops().adopt(*a, **o, **c), ps, ss, group)
 
 

@@ -1,60 +1,15 @@
-// Stochastic rounding of float32 to bfloat16 (optim/lowprec.py, state_dtype="bfloat16").
-//
-// A float32 x lies between two bfloat16 neighbours; adding 16 uniform random bits
-// below the bfloat16 mantissa and truncating rounds up with probability
-// (x - lower) / (upper - lower): unbiased. The random bits are a counter-based hash
-// (SplitMix64's finalizer, Steele, Lea & Flood 2014) of (seed, element index), so
-// the result does not depend on how the elements are split over threads, and a
-// resumed run draws the same bits. Infinities and NaNs are rounded to nearest.
+// Stochastic rounding of float32 to bfloat16 (lowprec.h: the rounding, its bits, and the
+// state accessors the other kernels step bfloat16 state with).
 //
 // adamw_bf16 is AdamW's one-pass kernel (one_pass.cpp) on bfloat16 moments: it
 // widens them, updates them in float32 as that kernel does, and writes them back
 // with these very bits, so it equals widen -> adam -> stochastic_round_bf16 bit
 // for bit in one pass (20 bytes per parameter instead of 28 plus the copies).
 
-#include <c10/util/BFloat16.h>
-
-#include <cstdint>
-#include <cstring>
-
-#include "common.h"
+#include "lowprec.h"
 
 namespace descentlab {
 namespace {
-
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
-inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// The hash base of a tensor's seed.
-inline uint64_t seed_base(int64_t seed) { return mix64(static_cast<uint64_t>(seed) + kGolden); }
-
-// bfloat16 bits -> float32 (exact).
-inline void widen_bf16(const uint16_t* src, float* dst, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    const uint32_t bits = static_cast<uint32_t>(src[j]) << 16;
-    std::memcpy(dst + j, &bits, sizeof bits);
-  }
-}
-
-// x[0, n), elements i .. i + n of a tensor, rounded into dst with the bits that
-// stochastic_round_bf16 gives element i + j (the hash of its quad); inf and NaN
-// as c10::BFloat16 rounds them (NaN -> 0x7FC0). Written to vectorize.
-inline void round_bf16(const float* x, uint16_t* dst, int64_t i, int64_t n, uint64_t base) {
-  for (int64_t j = 0; j < n; ++j) {
-    const uint64_t idx = static_cast<uint64_t>(i + j);
-    uint32_t bits;
-    std::memcpy(&bits, x + j, sizeof bits);
-    const uint64_t r = mix64(base + (idx >> 2) * kGolden);
-    const uint32_t up = (bits + static_cast<uint32_t>((r >> (16 * (idx & 3))) & 0xFFFFu)) >> 16;
-    const uint32_t special = (bits & 0x007FFFFFu) != 0 ? 0x7FC0u : bits >> 16;
-    dst[j] = static_cast<uint16_t>((bits & 0x7F800000u) == 0x7F800000u ? special : up);
-  }
-}
 
 void stochastic_round_bf16(at::Tensor dst, const at::Tensor& src, int64_t seed) {
   TORCH_CHECK(src.scalar_type() == at::kFloat && dst.scalar_type() == at::kBFloat16,
@@ -85,8 +40,6 @@ void stochastic_round_bf16(at::Tensor dst, const at::Tensor& src, int64_t seed) 
     }
   });
 }
-
-inline uint16_t* bf16_ptr(const at::Tensor& t) { return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>()); }
 
 void check_bf16(const char* name, at::TensorList params, at::TensorList list) {
   if (list.empty()) return;

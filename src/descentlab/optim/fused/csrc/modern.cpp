@@ -3,7 +3,7 @@
 // Arithmetic as the chains in transforms/ademamix.py, adopt.py and mars.py,
 // operation for operation (see common.h).
 
-#include "common.h"
+#include "lowprec.h"
 
 namespace descentlab {
 namespace {
@@ -17,21 +17,22 @@ at::Tensor ademamix(at::TensorList params, at::TensorList grads, at::TensorList 
               at::ArrayRef<double> sqrt_bias_corrections2, at::ArrayRef<double> alphas,
               at::ArrayRef<double> beta3s, double lr, double beta1, double beta2, double eps,
               double weight_decay, bool decoupled, double l1, double l2, double decay,
-              at::ArrayRef<double> cautious, bool count) {
-  check_tensors("ademamix", params,
-                {{"grads", grads}, {"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs},
-                 {"exp_avg_slows", exp_avg_slows}});
+              at::ArrayRef<double> cautious, bool count, at::IntArrayRef seeds_m, at::IntArrayRef seeds_v,
+              at::IntArrayRef seeds_slow) {
   DL_REQUIRE("ademamix", bias_corrections1.size() == params.size() && beta3s.size() == params.size());
   DL_REQUIRE("ademamix", cautious.empty() || cautious.size() == params.size());
   Cautious c{cautious};
   at::Tensor counts = count_buffer(count, params.size(), c);
-  for_tensors("ademamix", params, [&](auto zero, size_t k) {
+  for_tensors_low("ademamix", params, grads,
+                  {{{"exp_avgs", exp_avgs}, seeds_m}, {{"exp_avg_sqs", exp_avg_sqs}, seeds_v},
+                   {{"exp_avg_slows", exp_avg_slows}, seeds_slow}},
+                  [&](auto zero, auto low, size_t k) {
     using T = decltype(zero);
     T* p = ptr<T>(params[k]);
     const T* g = ptr<T>(grads[k]);
-    T* m1 = ptr<T>(exp_avgs[k]);
-    T* v = ptr<T>(exp_avg_sqs[k]);
-    T* m2 = ptr<T>(exp_avg_slows[k]);
+    const auto m1 = state<T>(low, exp_avgs[k], seeds_m, k);
+    const auto v = state<T>(low, exp_avg_sqs[k], seeds_v, k);
+    const auto m2 = state<T>(low, exp_avg_slows[k], seeds_slow, k);
     const Reg<T> reg(l1, l2, decay, lr, decoupled ? 0.0 : weight_decay);
     const Lerp<T> fast(1.0 - beta1), slow(1.0 - beta3s[k]);
     const V<T> b2 = splat<T>(beta2), c2 = splat<T>(1.0 - beta2), e = splat<T>(eps);
@@ -42,14 +43,14 @@ at::Tensor ademamix(at::TensorList params, at::TensorList grads, at::TensorList 
     run_step<T>(params[k].numel(), c, k, [=](int64_t i, int64_t n, auto commit) {
       const V<T> pi = load(p + i, n);
       const V<T> u = reg.grad(g, pi, i, n);
-      const V<T> a = fast(load(m1 + i, n), u);
-      const V<T> s = muladd(c2 * u, u, load(v + i, n) * b2);
-      const V<T> b = slow(load(m2 + i, n), u);
+      const V<T> a = fast(m1.get(i, n), u);
+      const V<T> s = muladd(c2 * u, u, v.get(i, n) * b2);
+      const V<T> b = slow(m2.get(i, n), u);
       const V<T> dir = muladd(b, alpha, a / bc1) / (s.sqrt() / sbc2 + e);
       if constexpr (decltype(commit)::value) {
-        store(a, m1 + i, n);
-        store(s, v + i, n);
-        store(b, m2 + i, n);
+        m1.put(a, i, n);
+        v.put(s, i, n);
+        m2.put(b, i, n);
         V<T> d = masked ? caution(dir, u, scale) : dir;
         if (decay_p) d = muladd(pi, wd, d);
         store(reg.post(d, pi), p + i, n);
@@ -68,18 +69,18 @@ at::Tensor ademamix(at::TensorList params, at::TensorList grads, at::TensorList 
 at::Tensor adopt(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
            at::IntArrayRef first, double clip, bool clipped, double lr, double beta1, double beta2,
            double eps, double weight_decay, bool decoupled, double l1, double l2, double decay,
-           at::ArrayRef<double> cautious, bool count) {
-  check_tensors("adopt", params, {{"grads", grads}, {"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs}});
+           at::ArrayRef<double> cautious, bool count, at::IntArrayRef seeds_m, at::IntArrayRef seeds_v) {
   DL_REQUIRE("adopt", first.size() == params.size());
   DL_REQUIRE("adopt", cautious.empty() || cautious.size() == params.size());
   Cautious c{cautious};
   at::Tensor counts = count_buffer(count, params.size(), c);
-  for_tensors("adopt", params, [&](auto zero, size_t k) {
+  for_tensors_low("adopt", params, grads, {{{"exp_avgs", exp_avgs}, seeds_m}, {{"exp_avg_sqs", exp_avg_sqs}, seeds_v}},
+                  [&](auto zero, auto low, size_t k) {
     using T = decltype(zero);
     T* p = ptr<T>(params[k]);
     const T* g = ptr<T>(grads[k]);
-    T* m = ptr<T>(exp_avgs[k]);
-    T* v = ptr<T>(exp_avg_sqs[k]);
+    const auto m = state<T>(low, exp_avgs[k], seeds_m, k);
+    const auto v = state<T>(low, exp_avg_sqs[k], seeds_v, k);
     const Reg<T> reg(l1, l2, decay, lr, decoupled ? 0.0 : weight_decay);
     const Lerp<T> to_x(1.0 - beta1);
     const V<T> b2 = splat<T>(beta2), c2 = splat<T>(1.0 - beta2), e = splat<T>(eps);
@@ -90,18 +91,18 @@ at::Tensor adopt(at::TensorList params, at::TensorList grads, at::TensorList exp
       constexpr bool kCommit = decltype(commit)::value;
       const V<T> pi = load(p + i, n);
       const V<T> u = reg.grad(g, pi, i, n);
-      const V<T> vi = load(v + i, n);
+      const V<T> vi = v.get(i, n);
       V<T> dir;
       if (is_first) {
-        if constexpr (kCommit) store(muladd(u, u, vi), v + i, n);
+        if constexpr (kCommit) v.put(muladd(u, u, vi), i, n);
         dir = splat<T>(0);
       } else {
         V<T> x = u / at::vec::maximum(vi.sqrt(), e);
         if (clipped) x = at::vec::clamp(x, lo, hi);
-        dir = to_x(load(m + i, n), x);
+        dir = to_x(m.get(i, n), x);
         if constexpr (kCommit) {
-          store(dir, m + i, n);
-          store(muladd(c2 * u, u, vi * b2), v + i, n);
+          m.put(dir, i, n);
+          v.put(muladd(c2 * u, u, vi * b2), i, n);
         }
       }
       if constexpr (kCommit) {
@@ -220,11 +221,11 @@ TORCH_LIBRARY_FRAGMENT(descentlab_fused, m) {
         "Tensor(d!)[] exp_avg_slows, float[] bias_corrections1, float[] sqrt_bias_corrections2, "
         "float[] alphas, float[] beta3s, float lr, float beta1, float beta2, float eps, "
         "float weight_decay, bool decoupled, float l1, float l2, float decay, float[] cautious, "
-        "bool count) -> Tensor", &ademamix);
+        "bool count, int[] seeds_m=[], int[] seeds_v=[], int[] seeds_slow=[]) -> Tensor", &ademamix);
   m.def("adopt(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
         "int[] first, float clip, bool clipped, float lr, float beta1, float beta2, float eps, "
         "float weight_decay, bool decoupled, float l1, float l2, float decay, float[] cautious, "
-        "bool count) -> Tensor", &adopt);
+        "bool count, int[] seeds_m=[], int[] seeds_v=[]) -> Tensor", &adopt);
   m.def("mars_sums(Tensor[] params, Tensor[] grads, Tensor[] last_grads, float factor, float l1, "
         "float l2) -> Tensor", &mars_sums);
   m.def("mars(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "

@@ -7,7 +7,7 @@
 // the chain's arithmetic: Adam's two divisions by its bias corrections are
 // multiplications by reciprocals (see AdamMoments).
 
-#include "common.h"
+#include "lowprec.h"
 
 namespace descentlab {
 namespace {
@@ -16,27 +16,26 @@ namespace {
 
 at::Tensor lion(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs, double lr,
                 double beta1, double beta2, double weight_decay, double l1, double l2, double decay,
-                at::ArrayRef<double> cautious, bool count) {
-  check_tensors("lion", params, {{"grads", grads}, {"exp_avgs", exp_avgs}});
+                at::ArrayRef<double> cautious, bool count, at::IntArrayRef seeds_m) {
   DL_REQUIRE("lion", cautious.empty() || cautious.size() == params.size());
   Cautious c{cautious};
   at::Tensor counts = count_buffer(count, params.size(), c);
-  for_tensors("lion", params, [&](auto zero, size_t k) {
+  for_tensors_low("lion", params, grads, {{{"exp_avgs", exp_avgs}, seeds_m}}, [&](auto zero, auto low, size_t k) {
     using T = decltype(zero);
     T* p = ptr<T>(params[k]);
     const T* g = ptr<T>(grads[k]);
-    T* m = ptr<T>(exp_avgs[k]);
+    const auto m = state<T>(low, exp_avgs[k], seeds_m, k);
     const Reg<T> reg(l1, l2, decay, lr);
     const V<T> b1 = splat<T>(beta1), c1 = splat<T>(1.0 - beta1);
     const V<T> b2 = splat<T>(beta2), c2 = splat<T>(1.0 - beta2);
     const V<T> wd = splat<T>(weight_decay), scale = splat<T>(c.on() ? c.scales[k] : 1.0);
     const bool has_wd = weight_decay != 0, masked = c.on();
     run_step<T>(params[k].numel(), c, k, [=](int64_t i, int64_t n, auto commit) {
-      const V<T> pi = load(p + i, n), mi = load(m + i, n);
+      const V<T> pi = load(p + i, n), mi = m.get(i, n);
       const V<T> u = reg.grad(g, pi, i, n);
       V<T> d = sgn(muladd(u, c1, mi * b1));
       if constexpr (decltype(commit)::value) {
-        store(muladd(u, c2, mi * b2), m + i, n);
+        m.put(muladd(u, c2, mi * b2), i, n);
         const V<T> dir = d;
         if (masked) d = caution(d, u, scale);
         if (has_wd) d = muladd(pi, wd, d);
@@ -316,7 +315,7 @@ TORCH_LIBRARY(descentlab_fused, m) {
   using namespace descentlab;
   m.def("lion(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, float lr, float beta1, "
         "float beta2, float weight_decay, float l1, float l2, float decay, float[] cautious, "
-        "bool count) -> Tensor", &lion);
+        "bool count, int[] seeds_m=[]) -> Tensor", &lion);
   m.def("rmsprop(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] square_avgs, "
         "Tensor(c!)[] grad_avgs, Tensor(d!)[] momentum_buffers, int[] fresh, float lr, float alpha, "
         "float eps, float weight_decay, float momentum, float dampening, bool nesterov, "
