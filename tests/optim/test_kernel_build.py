@@ -6,9 +6,11 @@ kernels' ``available()`` then returns the reason); two installs side by side
 (different headers, so different keys) are each built once, and a build that
 another process finishes while one waits is not built twice.
 
-These build a one-op extension (``TINY``, about 10 s) with
-:func:`descentlab.optim.fused.publish.build_library`, the function the real
-kernels are built with; the real kernels (a minute) are never built here.
+These build a one-op extension (``TINY``, about 10 s: torch's headers, so that a
+compile lasts long enough to be killed mid-way) or a one-function library without
+torch's headers (``LIGHT``, about a second: where only the locking and publishing
+are tested) with :func:`descentlab.optim.fused.publish.build_library`, the function
+the real kernels are built with; the real kernels (a minute) are never built here.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ static at::Tensor twice(const at::Tensor& x) { return x.mul(TINY_FACTOR); }
 TORCH_LIBRARY(descentlab_test_tiny, m) { m.def("twice(Tensor x) -> Tensor", twice); }
 """
 
+#: The same factor without torch's headers: read through ctypes, not torch.ops.
+LIGHT = """\
+#include "tiny.h"
+
+extern "C" double twice(double x) { return x * TINY_FACTOR; }
+"""
+
 #: Builds (or finds) the tiny extension in ROOT with the header of INCLUDE, loads it, runs its op.
 HELPER = """\
 import json, os, sys
@@ -48,7 +57,13 @@ root, source, include = sys.argv[1:4]
 ext = publish.Extension("descentlab_test_tiny", (Path(source),), cflags=("-O0",), include_dirs=(Path(include),))  # = _tiny
 library = publish.build_library(ext, root)
 torch.ops.load_library(str(library.path))
-value = torch.ops.descentlab_test_tiny.twice(torch.ones(1)).item()
+if hasattr(torch.ops.descentlab_test_tiny, "twice"):
+    value = torch.ops.descentlab_test_tiny.twice(torch.ones(1)).item()
+else:  # LIGHT
+    import ctypes
+    twice = ctypes.CDLL(str(library.path)).twice
+    twice.restype, twice.argtypes = ctypes.c_double, [ctypes.c_double]
+    value = twice(1.0)
 print(json.dumps({"built": library.built, "path": str(library.path), "value": value}))
 """
 
@@ -76,11 +91,11 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "OMP_NUM_THREADS": "1", **extra}
 
 
-def _install(tmp_path: Path, name: str, factor: int) -> tuple[Path, Path]:
+def _install(tmp_path: Path, name: str, factor: int, source: str = TINY) -> tuple[Path, Path]:
     """A copy of the tiny source and its header (``TINY_FACTOR``): the source file and include dir."""
     folder = tmp_path / name
     folder.mkdir()
-    (folder / "tiny.cpp").write_text(TINY)
+    (folder / "tiny.cpp").write_text(source)
     (folder / "tiny.h").write_text(f"#define TINY_FACTOR {factor}\n")
     return folder / "tiny.cpp", folder
 
@@ -198,8 +213,8 @@ def test_a_wait_on_a_live_holder_says_so_and_gives_up_and_the_kernels_fall_back(
 
 def test_two_installs_side_by_side_are_each_built_once(tmp_path):
     root = tmp_path / "root"
-    one = _install(tmp_path, "one", 2)
-    two = _install(tmp_path, "two", 3)  # another header: another key
+    one = _install(tmp_path, "one", 2, LIGHT)
+    two = _install(tmp_path, "two", 3, LIGHT)  # another header: another key
 
     # install one: two processes at once (released together by this one, which held the lock
     # meanwhile): one builds, the other waits for it and then finds the library, building nothing
@@ -230,6 +245,12 @@ def test_two_installs_side_by_side_are_each_built_once(tmp_path):
     assert {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in libraries} == stats
     for library in libraries:
         assert sorted(p.name for p in library.parent.iterdir()) == ["descentlab_test_tiny.so", "lock"]
+
+
+def test_the_keys_torch_include_paths_are_cpp_extensions():
+    from torch.utils.cpp_extension import include_paths
+
+    assert publish.torch_include_paths() == include_paths()
 
 
 @pytest.mark.parametrize("text", ["-1", "soon", "nan"])

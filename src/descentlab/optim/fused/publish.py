@@ -112,7 +112,6 @@ class Extension:
     def key(self) -> str:
         """The hash of everything that makes this build differ from another (hex)."""
         import torch
-        from torch.utils.cpp_extension import include_paths
 
         digest = hashlib.sha256()
 
@@ -129,7 +128,7 @@ class Extension:
                 add("header " + header.name, header.read_bytes())
         for flag in self.cflags:
             add("cflag", flag)
-        for path in include_paths():  # torch's headers: another venv, another torch
+        for path in torch_include_paths():  # torch's headers: another venv, another torch
             add("torch include", str(path))
         add("torch", torch.__version__)
         add("python", f"{sys.version} {sys.implementation.cache_tag} {sysconfig.get_config_var('EXT_SUFFIX')}")
@@ -145,6 +144,16 @@ class Extension:
     def library(self, root: str | os.PathLike | None = None) -> Path:
         """Where the finished library is published (it exists once the build is done)."""
         return self.directory(root) / f"{self.name}{LIB_EXT}"
+
+
+def torch_include_paths() -> list[str]:
+    """``torch.utils.cpp_extension.include_paths()`` for CPU, without importing that module
+    (it imports setuptools: about 0.1 s of every process that looks its kernels up by key);
+    tests/optim/test_kernel_build.py checks the two are equal."""
+    import torch
+
+    include = os.path.join(os.path.dirname(os.path.abspath(torch.__file__)), "include")
+    return [include, os.path.join(include, "torch", "csrc", "api", "include")]
 
 
 def _stderr(message: str) -> None:
