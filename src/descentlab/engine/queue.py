@@ -134,8 +134,13 @@ def claim(study: Any, storage: Any, url: str, grace: float) -> tuple[str, Any]:
         fail_dead(study, storage, grace)
         trials = study.get_trials(deepcopy=False)
         for t in trials:
-            if t.state == TrialState.WAITING and storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
-                storage.set_trial_system_attr(t._trial_id, OWNER, owner())
+            if t.state != TrialState.WAITING:
+                continue
+            # the owner first, while the run is still WAITING: a kill between the two writes leaves
+            # a waiting run that the next claim takes at once; the other order left a RUNNING one
+            # without an owner, failed only after the grace period
+            storage.set_trial_system_attr(t._trial_id, OWNER, owner())
+            if storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
                 storage.record_heartbeat(t._trial_id)
                 return "run", storage.get_trial(t._trial_id)
         if any(t.state == TrialState.RUNNING for t in trials):
