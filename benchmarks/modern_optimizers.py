@@ -58,7 +58,7 @@ Factory = Callable[[list[torch.Tensor]], object]
 #: Bytes a minimal elementwise step moves per float32 parameter (reads + writes).
 #: mars: its first pass reads g and the last gradient for the norms (+8).
 BYTES = {"adamw": 28, "ademamix": 36, "adopt": 28, "mars": 44, "cautious adamw": 28, "bf16-state adamw": 20,
-         "bf16-state lion": 16, "bf16-state ademamix": 24, "bf16-state adopt": 20}
+         "bf16-state lion": 16, "bf16-state ademamix": 24, "bf16-state adopt": 20, "bf16-state mars": 34}
 
 #: Our settings for a name (the preconditioner every 10 steps).
 OURS: dict[str, tuple[str, dict]] = {
@@ -70,6 +70,7 @@ OURS: dict[str, tuple[str, dict]] = {
     "bf16-state lion": ("lion", {"state_dtype": "bfloat16"}),
     "bf16-state ademamix": ("ademamix", {"state_dtype": "bfloat16"}),
     "bf16-state adopt": ("adopt", {"state_dtype": "bfloat16"}),
+    "bf16-state mars": ("mars", {"state_dtype": "bfloat16"}),
     "soap": ("soap", {"precondition_frequency": 10}),
     "shampoo": ("shampoo", {"preconditioning_compute_steps": 10, "start_preconditioning_step": 1}),
     "kron": ("kron", {"pre_conditioner_update_probability": 0.1}),

@@ -5,7 +5,7 @@ tensor of the parameter's shape (moments, momentum buffers, last gradients:
 the elementwise state) in bfloat16, half the bytes of float32. Each step
 works on float32 copies, exactly as without the option (fused kernels
 included), and writes the new state back with *stochastic rounding* (the CPU
-kernels of adamw, lion, ademamix and adopt do the three in one pass, without the
+kernels of adamw, lion, ademamix, adopt and mars do the three in one pass, without the
 copies, bit for bit the same: ``fused.low_precision_step``): a
 value between two bfloat16 neighbours becomes the upper one with probability
 equal to its distance from the lower one, so the rounding is unbiased and

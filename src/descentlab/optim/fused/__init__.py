@@ -188,7 +188,7 @@ KERNELS: dict[str, FusedKernel] = {
     "muon": _cpp(cpu_kernels.muon, _muon_amsgrad_state),
     "ademamix": _cpp(cpu_kernels.ademamix, cautious=True, bf16=True),
     "adopt": _cpp(cpu_kernels.adopt, cautious=True, bf16=True),
-    "mars": _cpp(cpu_kernels.mars, _mars_state, cautious=True),
+    "mars": _cpp(cpu_kernels.mars, _mars_state, cautious=True, bf16=True),
 }
 
 

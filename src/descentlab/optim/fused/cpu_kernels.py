@@ -361,9 +361,10 @@ def adopt(params, grads, states, group, seeds=None) -> None:
         _cautiously(lambda a=args, o=options, **c: ops().adopt(*a, **o, **c), ps, ss, group)
 
 
-def mars(params, grads, states, group) -> None:
+def mars(params, grads, states, group, seeds=None) -> None:
     """Two passes (csrc/modern.cpp): the squared norms of the corrected gradients
-    (all-reduced over FSDP2 shards, as the chain), then the step."""
+    (all-reduced over FSDP2 shards, as the chain), then the step; on bfloat16 state
+    too, given its rounding seeds."""
     b1, b2 = group["betas"]
     reg = _reg(group)
     use_mars = bool(group["use_mars"])
@@ -371,7 +372,8 @@ def mars(params, grads, states, group) -> None:
     last = [s["last_grad"] for s in states]
     norms = [0.0] * len(params)
     if use_mars:
-        sums = ops().mars_sums(params, grads, last, factor=factor, l1=reg["l1"], l2=reg["l2"])
+        sums = ops().mars_sums(params, grads, last, factor=factor, l1=reg["l1"], l2=reg["l2"],
+                               **_seeds(seeds, seeds_last="last_grad"))
         totals = sharded.all_reduce_sum(list(sums.unbind(0)), states)
         norms = [float(x.sqrt()) for x in totals]
     ams = bool(group["ams_bound"])
@@ -382,5 +384,7 @@ def mars(params, grads, states, group) -> None:
     )
     options = dict(lr=float(group["lr"]), beta1=b1, beta2=b2, factor=factor, eps=group["eps"],
                    weight_decay=group["weight_decay"], use_mars=use_mars,
-                   lion=use_mars and group["mars_type"] == "lion", ams_bound=ams, **reg)
+                   lion=use_mars and group["mars_type"] == "lion", ams_bound=ams, **reg,
+                   **_seeds(seeds, seeds_m="exp_avg", seeds_v="exp_avg_sq", seeds_last="last_grad",
+                            **({"seeds_vmax": "max_exp_avg_sq"} if ams else {})))
     _cautiously(lambda **c: ops().mars(*args, **options, **c), params, states, group)

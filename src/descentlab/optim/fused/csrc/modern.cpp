@@ -124,22 +124,22 @@ at::Tensor adopt(at::TensorList params, at::TensorList grads, at::TensorList exp
 //                       d = m / ((sqrt(vmax or v + 1e-15) + eps)/sbc2*bc1); "lion": d = sign(m)
 //                       last = u; d += wd*p; p = p - lr*d
 
-template <typename T>
-inline V<T> mars_c(const V<T>& u, const T* last, const V<T>& factor, bool use_mars, int64_t i, int64_t n) {
-  return use_mars ? muladd(u - load(last + i, n), factor, u) : u;
+template <typename T, typename S>
+inline V<T> mars_c(const V<T>& u, const S& last, const V<T>& factor, bool use_mars, int64_t i, int64_t n) {
+  return use_mars ? muladd(u - last.get(i, n), factor, u) : u;
 }
 
 at::Tensor mars_sums(at::TensorList params, at::TensorList grads, at::TensorList last_grads, double factor,
-                     double l1, double l2) {
-  check_tensors("mars_sums", params, {{"grads", grads}, {"last_grads", last_grads}});
+                     double l1, double l2, at::IntArrayRef seeds_last) {
   const int64_t count = static_cast<int64_t>(params.size());
   at::Tensor out = at::zeros({count}, at::kDouble);
   double* sq = out.data_ptr<double>();
-  for_tensors("mars_sums", params, [&](auto zero, size_t k) {
+  for_tensors_low("mars_sums", params, grads, {{{"last_grads", last_grads}, seeds_last}},
+                  [&](auto zero, auto low, size_t k) {
     using T = decltype(zero);
     const T* p = ptr<T>(params[k]);
     const T* g = ptr<T>(grads[k]);
-    const T* last = ptr<T>(last_grads[k]);
+    const auto last = state<T>(low, last_grads[k], seeds_last, k);
     const Reg<T> reg(l1, l2, 0.0, 0.0);
     const V<T> f = splat<T>(factor);
     sq[k] = sum_squares<T>(params[k].numel(), [=](int64_t i, int64_t n) {
@@ -155,23 +155,25 @@ at::Tensor mars(at::TensorList params, at::TensorList grads, at::TensorList exp_
           at::ArrayRef<double> bias_corrections1, at::ArrayRef<double> sqrt_bias_corrections2, double lr,
           double beta1, double beta2, double factor, double eps, double weight_decay, bool use_mars,
           bool lion, bool ams_bound, double l1, double l2, double decay, at::ArrayRef<double> cautious,
-          bool count) {
-  check_tensors("mars", params,
-                {{"grads", grads}, {"exp_avgs", exp_avgs}, {"exp_avg_sqs", exp_avg_sqs},
-                 {"max_exp_avg_sqs", max_exp_avg_sqs}, {"last_grads", last_grads}});
+          bool count, at::IntArrayRef seeds_m, at::IntArrayRef seeds_v, at::IntArrayRef seeds_vmax,
+          at::IntArrayRef seeds_last) {
   DL_REQUIRE("mars", norms.size() == params.size() && bias_corrections1.size() == params.size());
   DL_REQUIRE("mars", !ams_bound || !max_exp_avg_sqs.empty());
   DL_REQUIRE("mars", cautious.empty() || cautious.size() == params.size());
   Cautious cau{cautious};
   at::Tensor counts = count_buffer(count, params.size(), cau);
-  for_tensors("mars", params, [&](auto zero, size_t k) {
+  for_tensors_low("mars", params, grads,
+                  {{{"exp_avgs", exp_avgs}, seeds_m}, {{"exp_avg_sqs", exp_avg_sqs}, seeds_v},
+                   {{"max_exp_avg_sqs", max_exp_avg_sqs}, seeds_vmax}, {{"last_grads", last_grads}, seeds_last}},
+                  [&](auto zero, auto low, size_t k) {
     using T = decltype(zero);
     T* p = ptr<T>(params[k]);
     const T* g = ptr<T>(grads[k]);
-    T* m = ptr<T>(exp_avgs[k]);
-    T* v = ptr<T>(exp_avg_sqs[k]);
-    T* vmax = ams_bound ? ptr<T>(max_exp_avg_sqs[k]) : nullptr;
-    T* last = ptr<T>(last_grads[k]);
+    const auto m = state<T>(low, exp_avgs[k], seeds_m, k);
+    const auto v = state<T>(low, exp_avg_sqs[k], seeds_v, k);
+    // without the AMS bound: v's tensor and seeds, never read or written as vmax
+    const auto vmax = state<T>(low, ams_bound ? max_exp_avg_sqs[k] : exp_avg_sqs[k], ams_bound ? seeds_vmax : seeds_v, k);
+    const auto last = state<T>(low, last_grads[k], seeds_last, k);
     const Reg<T> reg(l1, l2, decay, lr);
     const Lerp<T> to_c(1.0 - beta1);
     const V<T> f = splat<T>(factor), b2 = splat<T>(beta2), c2 = splat<T>(1.0 - beta2);
@@ -186,22 +188,22 @@ at::Tensor mars(at::TensorList params, at::TensorList grads, at::TensorList exp_
       const V<T> u = reg.grad(g, pi, i, n);
       V<T> c = mars_c(u, last, f, use_mars, i, n);
       if (scaled) c = c / norm;
-      const V<T> mi = to_c(load(m + i, n), c);
-      if constexpr (kCommit) store(mi, m + i, n);
+      const V<T> mi = to_c(m.get(i, n), c);
+      if constexpr (kCommit) m.put(mi, i, n);
       V<T> dir;
       if (lion) {
         dir = sgn(mi);
       } else {
-        V<T> s = muladd(c2 * c, c, load(v + i, n) * b2);
-        if constexpr (kCommit) store(s, v + i, n);
+        V<T> s = muladd(c2 * c, c, v.get(i, n) * b2);
+        if constexpr (kCommit) v.put(s, i, n);
         if (ams_bound) {
-          s = at::vec::maximum(load(vmax + i, n), s);
-          if constexpr (kCommit) store(s, vmax + i, n);
+          s = at::vec::maximum(vmax.get(i, n), s);
+          if constexpr (kCommit) vmax.put(s, i, n);
         }
         dir = mi / (((s + tiny).sqrt() + e) / sbc2 * bc1);
       }
       if constexpr (kCommit) {
-        store(u, last + i, n);
+        last.put(u, i, n);
         V<T> d = masked ? caution(dir, u, scale) : dir;
         if (has_wd) d = muladd(pi, wd, d);
         store(reg.post(d, pi), p + i, n);
@@ -227,10 +229,11 @@ TORCH_LIBRARY_FRAGMENT(descentlab_fused, m) {
         "float weight_decay, bool decoupled, float l1, float l2, float decay, float[] cautious, "
         "bool count, int[] seeds_m=[], int[] seeds_v=[]) -> Tensor", &adopt);
   m.def("mars_sums(Tensor[] params, Tensor[] grads, Tensor[] last_grads, float factor, float l1, "
-        "float l2) -> Tensor", &mars_sums);
+        "float l2, int[] seeds_last=[]) -> Tensor", &mars_sums);
   m.def("mars(Tensor(a!)[] params, Tensor[] grads, Tensor(b!)[] exp_avgs, Tensor(c!)[] exp_avg_sqs, "
         "Tensor(d!)[] max_exp_avg_sqs, Tensor(e!)[] last_grads, float[] norms, float[] bias_corrections1, "
         "float[] sqrt_bias_corrections2, float lr, float beta1, float beta2, float factor, float eps, "
         "float weight_decay, bool use_mars, bool lion, bool ams_bound, float l1, float l2, "
-        "float decay, float[] cautious, bool count) -> Tensor", &mars);
+        "float decay, float[] cautious, bool count, int[] seeds_m=[], int[] seeds_v=[], int[] seeds_vmax=[], "
+        "int[] seeds_last=[]) -> Tensor", &mars);
 }
