@@ -24,7 +24,7 @@ import yaml
 from descentlab.cli import main
 from descentlab.train import checkpoint as ckpt
 from tests.compare.test_parallel import trials, wait_for_half_and_a_checkpoint
-from tests.processes import cli, kill_after_checkpoint
+from tests.processes import cli, kill_after_checkpoint, meanwhile
 
 USER = Path(__file__).parents[1] / "optim" / "user_optimizers.py"
 HEAVY = f"{USER}:HeavyBall"
@@ -86,16 +86,8 @@ def test_a_users_optimizer_and_schedule_resume_exactly_after_sigkill(tmp_path):
     full, killed = tmp_path / "full", tmp_path / "killed"
     killed_at = kill_after_checkpoint(cli(*args, "--out", str(killed)), killed / "checkpoints", 300)
     assert killed_at < 2000
-    resumed = subprocess.Popen([sys.executable, "-m", "descentlab", *args, "--out", str(killed), "--resume"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:  # the uninterrupted run, in this process while the resumed one runs (one process fewer)
+    with meanwhile(*args, "--out", str(killed), "--resume"):  # the uninterrupted run here meanwhile
         assert main([*args, "--out", str(full)]) == 0
-        _, err = resumed.communicate(timeout=300)
-    finally:
-        if resumed.poll() is None:
-            resumed.kill()
-            resumed.wait()
-    assert resumed.returncode == 0, err
     a, b = _model(full), _model(killed)
     assert a["loop"]["step"] == b["loop"]["step"] == 2000
     for key in a["model"]:

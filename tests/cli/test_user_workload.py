@@ -7,8 +7,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,7 +15,7 @@ import descentlab
 from descentlab.cli import main
 from descentlab.train import checkpoint as ckpt
 from tests import user_workload_file
-from tests.processes import cli, kill_after_checkpoint
+from tests.processes import cli, kill_after_checkpoint, meanwhile
 
 FORMS = user_workload_file.FORMS
 
@@ -45,17 +43,9 @@ def test_trains_and_resumes_exactly_after_sigkill(form, problem, tmp_path, monke
     killed_at = kill_after_checkpoint(_cli(*args, "--out", str(killed)), killed / "checkpoints", 200)
     assert 0 < killed_at < 1000 and killed_at % 38 != 0, "the kill should land mid-run and mid-epoch (38 batches)"
 
-    resumed = subprocess.Popen([sys.executable, "-m", "descentlab", *args, "--out", str(killed), "--resume"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:  # the uninterrupted run, in this process while the resumed one runs (one process fewer)
+    with meanwhile(*args, "--out", str(killed), "--resume"):  # the uninterrupted run here meanwhile
         monkeypatch.setenv("DESCENTLAB_STRICT_TIMING", "1")
         assert main([*args, "--out", str(full)]) == 0
-        _, err = resumed.communicate(timeout=300)
-    finally:
-        if resumed.poll() is None:
-            resumed.kill()
-            resumed.wait()
-    assert resumed.returncode == 0, err
 
     a, b = (ckpt.load_latest(d / "checkpoints")[0] for d in (full, killed))
     assert a["loop"]["step"] == b["loop"]["step"] == 1000

@@ -10,8 +10,10 @@ exception", SIGABRT) after the test's work was done. A failing worker still
 raises through mp.spawn as usual.
 """
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -31,6 +33,22 @@ def spawn(worker, root: Path, world: int = WORLD) -> list:
     """``worker(rank, store, root)`` on every rank; what each saved as ``root/rank{r}.pt``."""
     mp.spawn(worker, args=(str(root / "store"), str(root)), nprocs=world, join=True)
     return [torch.load(root / f"rank{r}.pt", weights_only=True) for r in range(world)]
+
+
+@contextlib.contextmanager
+def meanwhile(worker, store: str, root: str, world: int = WORLD) -> Iterator[None]:
+    """``worker(rank, store, root)`` on every rank, spawned; the body runs in this process
+    meanwhile (the one-process references), then the ranks are joined (a failing one
+    raises) and any still alive at an error is terminated."""
+    ranks = mp.spawn(worker, args=(store, root), nprocs=world, join=False)
+    try:
+        yield
+        while not ranks.join():
+            pass
+    finally:
+        for process in ranks.processes:
+            if process.is_alive():
+                process.terminate()
 
 
 def finish() -> None:

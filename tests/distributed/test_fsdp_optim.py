@@ -32,14 +32,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from descentlab import optim
 from descentlab.optim import fused as fused_kernels
 from descentlab.optim.fused import build
 
-from .group import finish, join
+from .group import finish, join, meanwhile
 
 WORLD = 2
 STEPS = 50
@@ -272,20 +271,14 @@ def _worker(rank: int, store: str, out: str) -> None:
 def sharded_runs():
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.pt"
-        ranks = mp.spawn(_worker, args=(str(Path(tmp) / "store"), str(out)), nprocs=WORLD, join=False)
-        try:  # the tests' references (cached) in this process meanwhile
+        with meanwhile(_worker, str(Path(tmp) / "store"), str(out)):
+            # the tests' references (cached) in this process meanwhile
             # (an error is left to the test that calls it again: functools.cache keeps none)
             calls = [((name, mode), {}) for name in NAMES for mode in _modes(name)]
             calls += [((name, None), {"steps": HALF, "finish": False}) for name in CHECKPOINTED]
             for args, kwargs in calls:
                 with contextlib.suppress(Exception):
                     _reference(*args, **kwargs)
-            while not ranks.join():
-                pass
-        finally:
-            for process in ranks.processes:
-                if process.is_alive():
-                    process.terminate()
         return torch.load(out, weights_only=False)
 
 

@@ -24,7 +24,7 @@ import torch
 from descentlab.cli import main
 from descentlab.train import checkpoint as ckpt
 
-from .group import finish, join
+from .group import finish, join, meanwhile
 
 REAL = Path(__file__).parent.parent / "realmodels.py"
 STEPS = 8
@@ -92,16 +92,9 @@ def _ranks(rank: int, store: str, root: str) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("real")
-    ranks = torch.multiprocessing.spawn(_ranks, args=(str(root / "store"), str(root)), nprocs=2, join=False)
-    try:  # the one-process runs in this process meanwhile
+    with meanwhile(_ranks, str(root / "store"), str(root)):  # the one-process runs here meanwhile
         for label in CASES:
             assert main([*_args(label), "--out", str(root / f"{label}-one")]) == 0
-        while not ranks.join():
-            pass
-    finally:
-        for process in ranks.processes:
-            if process.is_alive():
-                process.terminate()
     return root
 
 

@@ -17,7 +17,7 @@ import torch
 from descentlab.cli import main
 from descentlab.train import checkpoint as ckpt
 
-from .group import finish, join
+from .group import finish, join, meanwhile
 
 HERE = Path(__file__).parent
 WORKLOAD = f"{HERE / 'double_workload.py'}:make"
@@ -103,17 +103,10 @@ def _one(root: Path, label: str) -> None:
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("strategies")
     _one(root, "adamw")  # the ranks resume it
-    ranks = torch.multiprocessing.spawn(_ranks, args=(str(root / "store"), str(root)), nprocs=2, join=False)
-    try:  # the other one-process runs in this process meanwhile
+    with meanwhile(_ranks, str(root / "store"), str(root)):  # the other one-process runs here meanwhile
         for label in OPTIMIZERS:
             if label != "adamw":
                 _one(root, label)
-        while not ranks.join():
-            pass
-    finally:
-        for process in ranks.processes:
-            if process.is_alive():
-                process.terminate()
     return root
 
 
